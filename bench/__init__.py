@@ -1,0 +1,1 @@
+"""Fleet simulator and benchmarks (trio, a separate process from the server)."""

@@ -1,0 +1,1 @@
+"""Network edges: TCP/MQTT/HTTP listeners, batching, ack after commit."""

@@ -1,0 +1,103 @@
+"""Devices and organisation units."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+KINDS = ("sanitation", "muck", "enforcement", "inspector", "other")
+PROTOCOLS = ("jt808", "gt06", "h02", "nmea", "osmand", "mqtt")
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: int
+    uid: str
+    kind: str
+    name: str
+    plate: str | None
+    org_unit_id: int | None
+    protocol: str | None
+    auth_code: str | None
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A device as an import or the API describes it (the org unit by its code)."""
+
+    uid: str
+    kind: str = "other"
+    name: str = ""
+    plate: str | None = None
+    org_unit: str | None = None
+    protocol: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OrgUnitRecord:
+    code: str
+    name: str
+    parent: str | None = None
+
+
+_DEVICE_COLS = "id, uid, kind::text, name, plate, org_unit_id, protocol::text, auth_code, enabled"
+
+
+async def by_uid(conn: psycopg.AsyncConnection, uid: str) -> Device | None:
+    cur = await conn.execute(f"SELECT {_DEVICE_COLS} FROM devices WHERE uid = %s", (uid,))  # type: ignore[arg-type]
+    row = await cur.fetchone()
+    return Device(*row) if row else None
+
+
+async def set_auth_code(conn: psycopg.AsyncConnection, device_id: int, code: str) -> None:
+    await conn.execute("UPDATE devices SET auth_code = %s, updated_at = now() WHERE id = %s", (code, device_id))
+
+
+async def unit_codes(conn: psycopg.AsyncConnection) -> dict[str, int]:
+    cur = await conn.execute("SELECT code, id FROM org_units")
+    return {code: uid for code, uid in await cur.fetchall()}
+
+
+async def upsert_units(conn: psycopg.AsyncConnection, units: Sequence[OrgUnitRecord]) -> int:
+    """Insert or update units in the order given (parents first). All in the caller's transaction."""
+    for u in units:
+        await conn.execute(
+            """INSERT INTO org_units (code, name, parent_id)
+               VALUES (%s, %s, (SELECT id FROM org_units WHERE code = %s))
+               ON CONFLICT (code) DO UPDATE SET name = excluded.name, parent_id = excluded.parent_id""",
+            (u.code, u.name, u.parent),
+        )
+    return len(units)
+
+
+async def upsert_devices(conn: psycopg.AsyncConnection, devices: Sequence[DeviceRecord]) -> int:
+    """Insert or update devices by uid, in one statement. Org unit codes must exist."""
+    if not devices:
+        return 0
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """INSERT INTO devices (uid, kind, name, plate, org_unit_id, protocol, enabled)
+               VALUES (%s, %s::device_kind, %s, %s, (SELECT id FROM org_units WHERE code = %s),
+                       %s::source_protocol, %s)
+               ON CONFLICT (uid) DO UPDATE SET kind = excluded.kind, name = excluded.name,
+                   plate = excluded.plate, org_unit_id = excluded.org_unit_id,
+                   protocol = excluded.protocol, enabled = excluded.enabled, updated_at = now()""",
+            [(d.uid, d.kind, d.name, d.plate, d.org_unit, d.protocol, d.enabled) for d in devices],
+        )
+    return len(devices)
+
+
+async def ensure(conn: psycopg.AsyncConnection, uid: str, protocol: str) -> Device:
+    """The device with this uid, created as kind `other` when missing (auto-registration)."""
+    await conn.execute(
+        """INSERT INTO devices (uid, name, protocol) VALUES (%s, %s, %s::source_protocol)
+           ON CONFLICT (uid) DO NOTHING""",
+        (uid, uid, protocol),
+    )
+    device = await by_uid(conn, uid)
+    assert device is not None
+    return device

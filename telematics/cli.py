@@ -1,0 +1,218 @@
+"""The `telematics` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from store import db, devices
+from store.cluster import ClusterError
+from telematics import config
+from telematics.broker import Broker, BrokerError
+from telematics.server import Server, cluster_for, dsn_for, prepare_database
+from tracking.device_import import CsvImportError, parse_devices, parse_units
+
+log = logging.getLogger("telematics")
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms working
+        return asyncio.run(coro)
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+async def _serve(settings: config.Settings, banner: bool = True) -> int:
+    server = Server(settings)
+    await server.start()
+    if banner:
+        _print_banner(settings, server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: writing what is pending")
+    await server.close()
+    return 0
+
+
+def _print_banner(settings: config.Settings, server: Server) -> None:
+    host = "127.0.0.1" if settings.api.host in ("0.0.0.0", "::") else settings.api.host
+    token_src = "api.token" if settings.api.token else str(settings.state_path / "api-token")
+    print(f"API:        http://{host}:{server.ports['api']}/api/  (bearer token from {token_src})", flush=True)
+    if "jt808" in server.ports:
+        print(f"JT/T 808:   tcp port {server.ports['jt808']}", flush=True)
+    print(f"Database:   {db.redact(dsn_for(settings))}", flush=True)
+
+
+# --- db ----------------------------------------------------------------------------------------
+
+
+def _db(settings: config.Settings, action: str) -> int:
+    cluster = cluster_for(settings)
+    if action in ("start", "stop") and not settings.uses_embedded_db:
+        print("database.dsn is set: the embedded database is not in use", file=sys.stderr)
+        return 2
+    if action == "start":
+        started = cluster.start()
+        print(f"{'started' if started else 'already running'}: {cluster.dsn}")
+        return 0
+    if action == "stop":
+        print("stopped" if cluster.stop() else "not running")
+        return 0
+    if action == "migrate":
+        return _run(_migrate(settings))
+    return _run(_status(settings))
+
+
+async def _migrate(settings: config.Settings) -> int:
+    await prepare_database(settings)
+    print("migrations: up to date")
+    return 0
+
+
+async def _status(settings: config.Settings) -> int:
+    if settings.uses_embedded_db:
+        cluster = cluster_for(settings)
+        print(f"embedded cluster: {cluster.directory} ({'running' if cluster.running() else 'stopped'})")
+        if not cluster.running():
+            return 1
+    conn = await db.connect(dsn_for(settings))
+    try:
+        pg, ts = await db.versions(conn)
+    finally:
+        await conn.close()
+    print(f"dsn: {db.redact(dsn_for(settings))}")
+    print(f"PostgreSQL {pg}")
+    print(f"TimescaleDB {ts}" if ts else "TimescaleDB: not installed in this database (run `telematics db migrate`)")
+    return 0
+
+
+# --- broker ----------------------------------------------------------------------------------
+
+
+def broker_for(settings: config.Settings) -> Broker:
+    return Broker(settings.state_path / "mosquitto", port=settings.mqtt.port, host=settings.mqtt.host)
+
+
+def _broker(settings: config.Settings, action: str) -> int:
+    broker = broker_for(settings)
+    if action == "start":
+        print(f"{'started' if broker.start() else 'already running'}: mqtt://{broker.host}:{broker.port}")
+    elif action == "stop":
+        print("stopped" if broker.stop() else "not running")
+    else:
+        running = broker.running()
+        print(f"mqtt://{broker.host}:{broker.port} {'running' if running else 'stopped'}")
+        return 0 if running else 1
+    return 0
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+async def _import(settings: config.Settings, what: str, path: Path) -> int:
+    try:
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"{path}: cannot read: {e}", file=sys.stderr)
+        return 2
+    dsn = await prepare_database(settings)
+    conn = await db.connect(dsn)
+    try:
+        known = set(await devices.unit_codes(conn))
+        try:
+            if what == "devices":
+                records = parse_devices(text, known)
+                async with conn.transaction():
+                    n = await devices.upsert_devices(conn, records)
+            else:
+                units = parse_units(text, known)
+                async with conn.transaction():
+                    n = await devices.upsert_units(conn, units)
+        except CsvImportError as e:
+            for err in e.errors:
+                print(f"{path}:{err.line}: {err.reason}", file=sys.stderr)
+            print(f"{path}: nothing imported ({len(e.errors)} bad rows)", file=sys.stderr)
+            return 1
+        await conn.commit()
+    finally:
+        await conn.close()
+    print(f"{path}: imported {n} {what}")
+    return 0
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+async def _demo(settings: config.Settings) -> int:
+    from telematics.demo import run_demo
+
+    return await run_demo(settings, broker_for(settings))
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="telematics", description="City fleet telematics server")
+    p.add_argument("--config", help="TOML settings file (default: $TELEMATICS_CONFIG or ./telematics.toml)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the server (all listeners and the API)")
+    sub.add_parser("demo", help="embedded database and broker, the server, and a simulated city fleet")
+    sub.add_parser("config", help="print the settings in force as JSON")
+    dbp = sub.add_parser("db", help="the embedded database and migrations")
+    dbp.add_argument("action", choices=["start", "stop", "status", "migrate"])
+    br = sub.add_parser("broker", help="the embedded MQTT broker")
+    br.add_argument("action", choices=["start", "stop", "status"])
+    imp = sub.add_parser("import", help="import devices or organisation units from CSV (all rows or none)")
+    imp.add_argument("what", choices=["devices", "units"])
+    imp.add_argument("file", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as e:
+        print(f"configuration: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        if args.command == "serve":
+            return _run(_serve(settings))
+        if args.command == "demo":
+            return _run(_demo(settings))
+        if args.command == "config":
+            print(json.dumps(settings.as_dict(), indent=2))
+            return 0
+        if args.command == "db":
+            return _db(settings, args.action)
+        if args.command == "broker":
+            return _broker(settings, args.action)
+        if args.command == "import":
+            return _run(_import(settings, args.what, args.file))
+    except (db.DatabaseError, ClusterError, BrokerError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Settings: defaults that work with no file at all, a TOML file to change them, two environment overrides.
+
+Where the file is: `--config FILE`, else `$TELEMATICS_CONFIG`, else `./telematics.toml` when it
+exists. `TELEMATICS_DSN` and `TELEMATICS_API_TOKEN` override the file. Every setting and its
+default is listed in README.md ("Configuration"); `telematics config` prints the settings in force.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(slots=True)
+class DatabaseSettings:
+    dsn: str = ""  # empty: the embedded cluster below
+    embedded_dir: str = "var/pg"
+    embedded_port: int = 55432
+    retention_days: int = 180
+    retention_check_minutes: int = 60
+    h3_resolution: int = 9  # H3 cell stored with every fix (res 9: cells of about 0.1 km²)
+    chunk_interval_hours: int = 24  # positions chunk size; store/README.md says how to choose it
+
+
+@dataclass(slots=True)
+class ApiSettings:
+    host: str = "0.0.0.0"
+    port: int = 8082
+    token: str = ""  # empty: a random token kept in <state_dir>/api-token
+
+
+@dataclass(slots=True)
+class Jt808Settings:
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = 5015
+    lenient: bool = False  # accept frames with wrong check codes / unescaped 0x7d (see protocols/jt808.py)
+    idle_timeout_s: int = 600  # close a connection silent for this long
+
+
+@dataclass(slots=True)
+class IngestSettings:
+    batch_max_rows: int = 2000
+    batch_max_delay_ms: int = 20
+    max_pending_rows: int = 50000  # past this, sockets stop being read until the database catches up
+    unknown_devices: str = "reject"  # or "register": create unknown terminals as kind `other`
+    max_future_s: int = 600  # fixes further ahead of the server clock are rejected
+
+
+@dataclass(slots=True)
+class MqttSettings:
+    embedded: bool = True  # start a private Mosquitto under <state_dir>/mosquitto
+    host: str = "127.0.0.1"
+    port: int = 51883
+
+
+@dataclass(slots=True)
+class Settings:
+    state_dir: str = "var"
+    log_level: str = "INFO"
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    jt808: Jt808Settings = field(default_factory=Jt808Settings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).resolve()
+
+    @property
+    def embedded_db_path(self) -> Path:
+        return Path(self.database.embedded_dir).resolve()
+
+    @property
+    def uses_embedded_db(self) -> bool:
+        return not self.database.dsn
+
+    def api_token(self) -> str:
+        """The API bearer token: configured, or generated once and kept in the state directory."""
+        if self.api.token:
+            return self.api.token
+        path = self.state_path / "api-token"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+
+    def as_dict(self) -> dict[str, Any]:
+        def convert(obj: Any) -> Any:
+            if hasattr(obj, "__dataclass_fields__"):
+                return {f.name: convert(getattr(obj, f.name)) for f in fields(obj)}
+            return obj
+
+        out: dict[str, Any] = convert(self)
+        return out
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _apply(target: Any, values: dict[str, Any], where: str) -> None:
+    known = {f.name: f for f in fields(target)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting {key!r} (known: {', '.join(known)})")
+        current = getattr(target, key)
+        if hasattr(current, "__dataclass_fields__"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{key} must be a table")
+            _apply(current, value, f"{where}.{key}")
+            continue
+        expected = type(current)
+        if expected is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}.{key} must be {expected.__name__}, got {value!r}")
+        setattr(target, key, value)
+
+
+def _validate(s: Settings) -> None:
+    if s.ingest.unknown_devices not in ("reject", "register"):
+        raise ConfigError("ingest.unknown_devices must be 'reject' or 'register'")
+    if not 0 <= s.database.h3_resolution <= 15:
+        raise ConfigError("database.h3_resolution must be 0..15")
+    if not 1 <= s.database.chunk_interval_hours <= 24 * 7:
+        raise ConfigError("database.chunk_interval_hours must be 1..168")
+    if s.database.retention_days < 1:
+        raise ConfigError("database.retention_days must be at least 1")
+    for name in ("batch_max_rows", "batch_max_delay_ms", "max_pending_rows"):
+        if getattr(s.ingest, name) < 1:
+            raise ConfigError(f"ingest.{name} must be positive")
+
+
+def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if env is None else env
+    settings = Settings()
+    if path is None:
+        path = env.get("TELEMATICS_CONFIG") or None
+        if path is None and Path("telematics.toml").exists():
+            path = "telematics.toml"
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path}: {e}") from e
+        _apply(settings, data, str(path))
+    if env.get("TELEMATICS_DSN"):
+        settings.database.dsn = env["TELEMATICS_DSN"]
+    if env.get("TELEMATICS_API_TOKEN"):
+        settings.api.token = env["TELEMATICS_API_TOKEN"]
+    _validate(settings)
+    return settings

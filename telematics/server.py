@@ -1,0 +1,128 @@
+"""Wires the server together: database, batcher, listeners, API, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from ingest.batcher import Batcher
+from ingest.counters import Counters
+from ingest.jt808_server import Jt808Context, Jt808Server
+from store import db, positions
+from store.cluster import Cluster
+from store.migrate import migrate
+from store.positions import PositionWriter
+from telematics.config import Settings
+from telematics.http import make_app
+from tracking import routes as tracking_routes
+from tracking.registry import Registry
+
+log = logging.getLogger("telematics")
+
+
+def cluster_for(settings: Settings) -> Cluster:
+    return Cluster(settings.embedded_db_path, port=settings.database.embedded_port)
+
+
+def dsn_for(settings: Settings) -> str:
+    return settings.database.dsn or cluster_for(settings).dsn
+
+
+async def prepare_database(settings: Settings) -> str:
+    """Start the embedded cluster when it is the one in use, check TimescaleDB, apply migrations."""
+    if settings.uses_embedded_db:
+        await asyncio.to_thread(cluster_for(settings).start)
+    dsn = dsn_for(settings)
+    conn = await db.connect(dsn, autocommit=True)
+    try:
+        await db.check_timescaledb(conn)
+        applied = await migrate(conn)
+        for mig in applied:
+            log.info("applied migration %04d %s", mig.version, mig.name)
+        await positions.set_chunk_interval(conn, timedelta(hours=settings.database.chunk_interval_hours))
+    finally:
+        await conn.close()
+    return dsn
+
+
+class Server:
+    """One process: every role. `start` returns once all listeners are up."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.counters = Counters()
+        self.pool: AsyncConnectionPool | None = None
+        self.batcher: Batcher | None = None
+        self.jt808: Jt808Server | None = None
+        self.runner: web.AppRunner | None = None
+        self.ports: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        s = self.settings
+        dsn = await prepare_database(s)
+        self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=10, open=False)
+        await self.pool.open(wait=True)
+
+        async def connect_writer() -> PositionWriter:
+            return PositionWriter(await db.connect(dsn, autocommit=True))
+
+        self.batcher = Batcher(
+            connect_writer,
+            self.counters,
+            max_rows=s.ingest.batch_max_rows,
+            max_delay=s.ingest.batch_max_delay_ms / 1000,
+            max_pending=s.ingest.max_pending_rows,
+        )
+        self.batcher.start()
+        registry = Registry(self.pool, register_unknown=s.ingest.unknown_devices == "register")
+
+        if s.jt808.enabled:
+            ctx = Jt808Context(
+                batcher=self.batcher,
+                registry=registry,
+                counters=self.counters,
+                h3_resolution=s.database.h3_resolution,
+                max_future=timedelta(seconds=s.ingest.max_future_s),
+                lenient=s.jt808.lenient,
+            )
+            self.jt808 = Jt808Server(ctx, idle_timeout=s.jt808.idle_timeout_s)
+            self.ports["jt808"] = await self.jt808.start(s.jt808.host, s.jt808.port)
+
+        app = make_app(s.api_token(), tracking_routes.routes())
+        app[tracking_routes.POOL] = self.pool
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, s.api.host, s.api.port, reuse_address=True)
+        await site.start()
+        self.ports["api"] = int(self.runner.addresses[0][1])
+        self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
+
+    async def _retention(self) -> None:
+        assert self.pool is not None
+        age = timedelta(days=self.settings.database.retention_days)
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    dropped = await positions.drop_older_than(conn, age)
+                if dropped:
+                    log.info("retention: dropped %d chunks older than %s", len(dropped), age)
+            except Exception:
+                log.exception("retention run failed; trying again at the next interval")
+            await asyncio.sleep(self.settings.database.retention_check_minutes * 60)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.jt808 is not None:
+            await self.jt808.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self.pool is not None:
+            await self.pool.close()

@@ -1,0 +1,92 @@
+"""Fixtures against the real things: the embedded TimescaleDB cluster and real sockets.
+
+Each test session gets a database of its own in the embedded cluster (or, with
+TELEMATICS_TEST_DSN, in the server that DSN names), migrated from scratch and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import uvloop
+
+from store.cluster import Cluster
+from telematics.config import Settings
+from telematics.server import Server
+
+ROOT = Path(__file__).resolve().parents[1]
+API_TOKEN = "test-token-" + secrets.token_hex(4)
+
+
+def _admin_dsn() -> str:
+    external = os.environ.get("TELEMATICS_TEST_DSN")
+    if external:
+        return external
+    cluster = Cluster(ROOT / "var" / "pg", port=int(os.environ.get("TELEMATICS_TEST_PG_PORT", "55432")))
+    cluster.start()
+    return cluster.dsn
+
+
+def _with_dbname(dsn: str, name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """The server runs on uvloop in production; the tests run it there too."""
+    return {"uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture(scope="session")
+def admin_dsn() -> str:
+    return _admin_dsn()
+
+
+@pytest.fixture(scope="session")
+def fresh_database(admin_dsn: str) -> Iterator[str]:
+    """An empty database (not migrated) that lives for the session; its DSN."""
+    name = f"telematics_test_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    yield _with_dbname(admin_dsn, name)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def test_settings(dsn: str, tmp: Path) -> Settings:
+    s = Settings()
+    s.state_dir = str(tmp)
+    s.database.dsn = dsn
+    s.api.host = "127.0.0.1"
+    s.api.port = 0
+    s.api.token = API_TOKEN
+    s.jt808.host = "127.0.0.1"
+    s.jt808.port = 0
+    s.ingest.batch_max_delay_ms = 5
+    return s
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+async def server(fresh_database: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    """A running server (JT/T 808 listener and API on ephemeral ports) on the session database."""
+    srv = Server(test_settings(fresh_database, tmp_path_factory.mktemp("state")))
+    await srv.start()
+    yield srv
+    await srv.close()
+
+
+@pytest.fixture
+async def db(server: Server, fresh_database: str) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A separate autocommit connection to look at what the server stored."""
+    conn = await psycopg.AsyncConnection.connect(fresh_database, autocommit=True)
+    yield conn
+    await conn.close()

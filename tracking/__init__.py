@@ -1,0 +1,1 @@
+"""Device registry, live state and the dispatcher-facing device API."""
