@@ -8,6 +8,7 @@ PostgreSQL refuses to run as root, so when the server is started as root the clu
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
@@ -69,6 +70,8 @@ class Cluster:
 
     def init(self) -> None:
         self._check_binaries()
+        if os.geteuid() == 0:
+            self._make_reachable_as_postgres()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         if os.geteuid() == 0:
@@ -105,6 +108,24 @@ class Cluster:
         auto = self.data / "postgresql.auto.conf"
         with auto.open("a") as f:
             f.write(conf)
+
+    def _make_reachable_as_postgres(self) -> None:
+        """When the project lives where `postgres` cannot enter (say under /root), keep the cluster in
+        postgres's home instead and leave a symlink at the configured place."""
+        parent = self.directory.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(parent)], check=False)
+        if probe.returncode == 0:
+            return
+        home = Path(pwd.getpwnam("postgres").pw_dir)
+        real = home / "telematics" / hashlib.sha1(str(self.directory).encode()).hexdigest()[:12]
+        real.mkdir(parents=True, exist_ok=True)
+        owner = pwd.getpwnam("postgres")
+        os.chown(real.parent, owner.pw_uid, owner.pw_gid)
+        if self.directory.is_symlink() or self.directory.exists():
+            raise ClusterError(f"{self.directory} exists but is not a cluster the postgres user can reach")
+        self.directory.symlink_to(real, target_is_directory=True)
+        object.__setattr__(self, "directory", real)
 
     def running(self) -> bool:
         if not self.initialised():
