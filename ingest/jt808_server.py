@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from ingest.batcher import Batcher
 from ingest.counters import Counters
@@ -173,10 +173,10 @@ class Jt808Connection(asyncio.Protocol):
 
     # --- lookups (registration, authentication) -----------------------------------------
 
-    def _lookup(self, coro: object) -> None:
+    def _lookup(self, coro: Coroutine[Any, Any, None]) -> None:
         self._busy = True
         self.pause_reading("lookup")
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(coro)
         task.add_done_callback(self._lookup_done)
 
     def _lookup_done(self, task: asyncio.Future[None]) -> None:

@@ -29,6 +29,7 @@ class Cluster:
     directory: Path  # holds data/, the log and the socket directory
     port: int = 55432
     database: str = "telematics"
+    link: Path | None = None  # the configured path, when the cluster had to live elsewhere
 
     def __post_init__(self) -> None:
         # The server runs pg_ctl from anywhere: every path it is given must be absolute.
@@ -125,6 +126,7 @@ class Cluster:
         if self.directory.is_symlink() or self.directory.exists():
             raise ClusterError(f"{self.directory} exists but is not a cluster the postgres user can reach")
         self.directory.symlink_to(real, target_is_directory=True)
+        object.__setattr__(self, "link", self.directory)
         object.__setattr__(self, "directory", real)
 
     def running(self) -> bool:
@@ -170,3 +172,5 @@ class Cluster:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)
