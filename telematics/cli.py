@@ -15,6 +15,7 @@ from typing import Any
 from store import db, devices
 from store.cluster import ClusterError
 from telematics import config
+from telematics import decode as decode_cli
 from telematics.broker import Broker, BrokerError
 from telematics.server import Server, cluster_for, dsn_for, prepare_database
 from tracking.device_import import CsvImportError, parse_devices, parse_units
@@ -164,6 +165,21 @@ async def _demo(settings: config.Settings) -> int:
     return await run_demo(settings, broker_for(settings))
 
 
+def _decode(args: argparse.Namespace) -> int:
+    if not args.messages and args.raw is None:
+        print("decode: give messages as arguments or --raw FILE", file=sys.stderr)
+        return 2
+    if args.protocol == "mqtt" and not args.topic:
+        print("decode: mqtt needs --topic (the device id is in the topic)", file=sys.stderr)
+        return 2
+    try:
+        chunks = decode_cli.parse_inputs(args.protocol, args.messages, args.raw)
+    except ValueError as e:
+        print(f"decode: {e}", file=sys.stderr)
+        return 2
+    return decode_cli.run(args.protocol, chunks, topic=args.topic)
+
+
 # --- entry point ------------------------------------------------------------------------------
 
 
@@ -178,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     dbp.add_argument("action", choices=["start", "stop", "status", "migrate"])
     br = sub.add_parser("broker", help="the embedded MQTT broker")
     br.add_argument("action", choices=["start", "stop", "status"])
+    dec = sub.add_parser(
+        "decode",
+        help="decode captured terminal messages and print what the server understands (JSON lines)",
+    )
+    dec.add_argument("--protocol", required=True, choices=decode_cli.PROTOCOLS)
+    dec.add_argument("--raw", type=argparse.FileType("rb"), help="a captured byte stream; - for standard input")
+    dec.add_argument("--topic", default="", help="MQTT topic the payloads were published on (mqtt)")
+    dec.add_argument("messages", nargs="*", help="messages as hex (text protocols also as text)")
     imp = sub.add_parser("import", help="import devices or organisation units from CSV (all rows or none)")
     imp.add_argument("what", choices=["devices", "units"])
     imp.add_argument("file", type=Path)
@@ -186,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "decode":
+        # Needs no settings, database or network: a user can run it anywhere.
+        return _decode(args)
     try:
         settings = config.load(args.config)
     except config.ConfigError as e:
