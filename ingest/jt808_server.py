@@ -23,10 +23,8 @@ from ingest.fixes import BadFix, to_row
 from protocols import jt808
 from protocols.messages import (
     Authentication,
-    CommandReply,
     Decoded,
     FrameError,
-    Heartbeat,
     Logout,
     Message,
     Position,
@@ -123,28 +121,24 @@ class Jt808Connection(asyncio.Protocol):
 
     def _handle(self, m: Decoded) -> None:
         counters = self.ctx.counters
+        if isinstance(m, Registration):
+            self._lookup(self._register(m))
+            return
+        if isinstance(m, Authentication):
+            self._lookup(self._authenticate(m))
+            return
         if isinstance(m, FrameError):
             counters.bad_input("jt808.frame_errors", self.peer, m.reason)
-            if m.msg_id and m.device:
-                self._reply(m, jt808.RESULT_MESSAGE_ERROR)
-        elif isinstance(m, Heartbeat):
-            counters.inc("jt808.heartbeats")
-            self._reply(m, jt808.RESULT_OK)
-        elif isinstance(m, Registration):
-            self._lookup(self._register(m))
-        elif isinstance(m, Authentication):
-            self._lookup(self._authenticate(m))
-        elif isinstance(m, Logout):
-            self._reply(m, jt808.RESULT_OK)
-            if self.transport is not None:
-                self.transport.close()
-        elif isinstance(m, CommandReply):
-            counters.inc("jt808.command_replies")
         elif isinstance(m, Unsupported):
             counters.bad_input("jt808.unsupported", self.peer, f"message 0x{m.msg_id:04x} not supported")
-            self._reply(m, jt808.RESULT_NOT_SUPPORTED)
         else:
-            counters.inc("jt808.ignored")
+            counters.inc(f"jt808.{type(m).__name__.lower()}")
+        # The protocol's own answer: 0x8001 for most, 0x8800 for media, none for the terminal's replies.
+        reply = jt808.ack_for(m, serial=self._next_serial())
+        if reply is not None:
+            self._send(reply)
+        if isinstance(m, Logout) and self.transport is not None:
+            self.transport.close()
 
     def _positions(self, group: list[Position]) -> None:
         first = group[0]

@@ -10,7 +10,7 @@ import base64
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, Any
 
@@ -32,22 +32,22 @@ _TYPES = {
 }
 
 
-def _stream_decoder(protocol: str) -> Callable[[bytes], list[Decoded]]:
+def _stream_decoder(protocol: str) -> Any:
     if protocol == "jt808":
         from protocols.jt808 import Jt808Decoder
 
-        return Jt808Decoder(max_buffer=1 << 24).feed
+        return Jt808Decoder(max_buffer=1 << 24)
     if protocol == "gt06":
         from protocols.gt06 import Gt06Decoder
 
-        return Gt06Decoder(max_buffer=1 << 24).feed
+        return Gt06Decoder(max_buffer=1 << 24)
     if protocol == "h02":
         from protocols.h02 import H02Decoder
 
-        return H02Decoder(max_buffer=1 << 24).feed
+        return H02Decoder(max_buffer=1 << 24)
     from protocols.nmea import NmeaDecoder
 
-    return NmeaDecoder(max_buffer=1 << 24).feed
+    return NmeaDecoder(max_buffer=1 << 24)
 
 
 def _value(v: Any) -> Any:
@@ -113,9 +113,11 @@ def _http_requests(data: bytes) -> Iterable[tuple[str, str, dict[str, str], byte
 
 def decode(protocol: str, chunks: Iterable[bytes], *, topic: str = "") -> Iterable[Decoded]:
     if protocol in STREAM_PROTOCOLS:
-        feed = _stream_decoder(protocol)
+        decoder = _stream_decoder(protocol)
         for chunk in chunks:
-            yield from feed(chunk)
+            yield from decoder.feed(chunk)
+        if hasattr(decoder, "flush"):  # NMEA holds the last fix until it knows the sentence set is complete
+            yield from decoder.flush()
         return
     if protocol == "osmand":
         from protocols import osmand

@@ -232,3 +232,17 @@ async def test_many_terminals_at_once(server: Server, db: psycopg.AsyncConnectio
     uids = await asyncio.gather(*(one(i) for i in range(20)))
     for uid in uids:
         assert len(await _rows(db, await _device_id(db, uid))) == 10
+
+
+async def test_subpackaged_media_every_packet_answered(terminal: Terminal) -> None:
+    """A photo in several packets: each packet gets 0x8001, the completed upload gets 0x8800."""
+    photo = b"\xff\xd8" + bytes(range(256)) * 12 + b"\xff\xd9"
+    location = jt808.encode_location_body(time=_now(), lat=22.5, lon=114.0)
+    body = jt808.encode_media_body(7, photo, location=location)
+    packets = jt808.encode_frames(0x0801, terminal.device, terminal.serial + 1, body, packet_size=1000)
+    assert len(packets) >= 3
+    terminal.serial += len(packets)
+    await terminal.send_raw(b"".join(packets))
+    replies = [jt808.decode_platform_frame(await terminal.recv()) for _ in packets]
+    assert [r.msg_id for r in replies] == [jt808.MSG_GENERAL_RESPONSE] * (len(packets) - 1) + [0x8800]
+    assert replies[-1].value is not None
