@@ -74,3 +74,36 @@ def test_back_to_back_frames_in_one_chunk() -> None:
     frame = jt808.encode_frame(jt808.MSG_HEARTBEAT, "1", 1)
     assert decode.run("jt808", [frame * 3], out=(buf := io.StringIO())) == 0
     assert [m["type"] for m in _lines(buf.getvalue())] == ["heartbeat"] * 3
+
+
+def test_every_protocol_through_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each protocol decodes what its own encoder made, from the command line."""
+    from protocols import h02, nmea, phone_mqtt
+    from protocols.messages import Position
+
+    t = datetime(2026, 11, 21, 8, 30, 5, tzinfo=UTC)
+    fix = Position(protocol="mqtt", device="insp-7", time=t, lat=22.5, lon=114.1, valid=True, accuracy_m=8.0)
+    cases = [
+        (["--protocol", "h02", h02.encode_position("4210051415", t, -22.5, 114.1).decode()], "4210051415", -22.5),
+        (
+            ["--protocol", "nmea", (nmea.encode_identification("T55-1") + nmea.encode_position(t, 22.5, -114.1)).hex()],
+            "T55-1",
+            22.5,
+        ),
+        (
+            ["--protocol", "mqtt", "--topic", phone_mqtt.topic_for("insp-7"), phone_mqtt.encode_location(fix).decode()],
+            "insp-7",
+            22.5,
+        ),
+        (
+            ["--protocol", "osmand", "GET /?id=ph1&lat=22.5&lon=114.1&timestamp=1763713805 HTTP/1.1\r\n\r\n"],
+            "ph1",
+            22.5,
+        ),
+    ]
+    for argv, device, lat in cases:
+        assert main(["decode", *argv]) == 0, argv
+        positions = [m for m in _lines(capsys.readouterr().out) if m.get("type") == "position"]
+        assert [(m["device"], m["lat"]) for m in positions] == [(device, lat)], argv
+    assert main(["decode", "--protocol", "mqtt", "{}"]) == 2
+    assert "needs --topic" in capsys.readouterr().err
