@@ -42,7 +42,7 @@ fuzz: setup
 	FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/protocols -k fuzz
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench.decode
 
 lock:
 	rm -rf var/lock-venv && $(PYTHON) -m venv var/lock-venv

@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from protocols import jt808
 from protocols.columns import PositionColumns
 from protocols.jt808_bulk import Jt808BulkDecoder
+from protocols.messages import Position
 
 
 @dataclass
@@ -94,8 +96,93 @@ def bench_jt808(n: int) -> list[Result]:
     return results
 
 
+def _track(n: int, seed: int) -> list[tuple[datetime, float, float, float, float]]:
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    return [
+        (
+            start + timedelta(seconds=10 * i),
+            22.5 + rng.random() / 10,
+            114 + rng.random() / 10,
+            rng.uniform(0, 80),
+            rng.uniform(0, 359),
+        )
+        for i in range(n)
+    ]
+
+
+def _stream_result(name: str, decoder: Any, hello: bytes, frames: list[bytes], separator: bytes) -> Result:
+    """`hello` names the terminal (login, identification); `frames` are position reports."""
+    data = hello + b"".join(frames)
+    ceiling = _ceiling(data, separator, len(frames))
+
+    def decode() -> int:
+        d = decoder()
+        out = d.feed(data) + (d.flush() if hasattr(d, "flush") else [])
+        return sum(isinstance(m, Position) for m in out)
+
+    count, seconds = _best(decode)
+    assert count == len(frames), f"{name}: {count} positions of {len(frames)}"
+    return Result(name, count, seconds, ceiling)
+
+
+def bench_others(n: int) -> list[Result]:
+    from protocols import gt06, h02, nmea, osmand, phone_mqtt
+
+    track = _track(n, 2)
+    results = [
+        _stream_result(
+            "gt06 0x22 GPS+LBS, per frame",
+            lambda: gt06.Gt06Decoder(max_buffer=1 << 30),
+            gt06.encode_login("864717003283581", serial=0),
+            [
+                gt06.encode_position(time=t, lat=la, lon=lo, speed_kmh=s, course=c, serial=i & 0xFFFF, satellites=9)
+                for i, (t, la, lo, s, c) in enumerate(track)
+            ],
+            b"\r\n",
+        ),
+        _stream_result(
+            "h02 V1 text, per message",
+            lambda: h02.H02Decoder(max_buffer=1 << 30),
+            b"",
+            [h02.encode_position("4210051415", t, la, lo, speed_kmh=s, course=c) for t, la, lo, s, c in track],
+            b"#",
+        ),
+        _stream_result(
+            "nmea RMC+GGA, per fix",
+            lambda: nmea.NmeaDecoder(max_buffer=1 << 30),
+            nmea.encode_identification("T55-1"),
+            [
+                nmea.encode_position(t, la, lo, speed_kmh=s, course=c, satellites=9, altitude_m=10)
+                for t, la, lo, s, c in track
+            ],
+            b"\n",
+        ),
+    ]
+    # Message protocols: the ceiling is handing each message to a function that does nothing.
+    fixes = [
+        Position(protocol="mqtt", device="insp-1", time=t, lat=la, lon=lo, valid=True, speed_kmh=s)
+        for t, la, lo, s, _ in track
+    ]
+    topic = phone_mqtt.topic_for("insp-1")
+    for fmt in ("json", "msgpack"):
+        payloads = [phone_mqtt.encode_location(p, fmt=fmt) for p in fixes]
+        count, seconds = _best(lambda ps=payloads: sum(len(phone_mqtt.decode_publish(topic, p)) for p in ps))
+        _, floor = _best(lambda ps=payloads: sum(len(_noop(topic, p)) for p in ps))
+        results.append(Result(f"mqtt OwnTracks {fmt}, per publish", count, seconds, count / floor))
+    queries = [osmand.encode_query(p) for p in fixes]
+    count, seconds = _best(lambda: sum(len(osmand.decode_request("GET", "/?" + q, {}, b"")) for q in queries))
+    _, floor = _best(lambda: sum(len(_noop("GET", "/?" + q)) for q in queries))
+    results.append(Result("osmand query string, per request", count, seconds, count / floor))
+    return results
+
+
+def _noop(*args: Any) -> list[Any]:
+    return [args]
+
+
 def run(reports: int) -> list[Result]:
-    return bench_jt808(reports)
+    return bench_jt808(reports) + bench_others(max(reports // 10, 1000))
 
 
 def print_table(results: list[Result]) -> None:
