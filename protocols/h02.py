@@ -513,6 +513,11 @@ class H02Decoder:
         self._junk_n = 0
         self._junk_head = bytearray()
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[Decoded]:
         buf = self._buf
         buf += data

@@ -854,6 +854,11 @@ class Jt808Decoder:
         self._packets = _Reassembler(max_pending_messages, max_pending_bytes, pending_timeout_s)
 
     @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete."""
+        return len(self._buf)
+
+    @property
     def pending_messages(self) -> int:
         return len(self._packets.pending)
 

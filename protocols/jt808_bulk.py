@@ -35,8 +35,8 @@ class Jt808BulkDecoder:
         self.min_bulk_bytes = min_bulk_bytes
 
     def feed(self, data: bytes) -> list[Decoded | PositionColumns]:
-        # (`_buf` of the per-frame decoder: a partial frame it holds must be completed there.)
-        if self._frames._buf or len(self._buf) + len(data) < self.min_bulk_bytes:
+        # A partial frame the per-frame decoder holds must be completed there.
+        if self._frames.buffered or len(self._buf) + len(data) < self.min_bulk_bytes:
             # The per-frame decoder holds a partial frame, or there is too little for numpy to pay.
             pending = bytes(self._buf) + data
             self._buf.clear()

@@ -164,6 +164,11 @@ class NmeaDecoder:
         self._expected: frozenset[str] = frozenset()  # the sentence set this terminal sends per fix
         self._last_fix: datetime | None = None  # the last RMC date and time, to date GGA-only epochs
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[Decoded]:
         buf = self._buf
         buf += data

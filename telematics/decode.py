@@ -118,6 +118,8 @@ def decode(protocol: str, chunks: Iterable[bytes], *, topic: str = "") -> Iterab
             yield from decoder.feed(chunk)
         if hasattr(decoder, "flush"):  # NMEA holds the last fix until it knows the sentence set is complete
             yield from decoder.flush()
+        if decoder.buffered:
+            yield FrameError(protocol=protocol, reason=f"incomplete frame at end of input ({decoder.buffered} bytes)")
         return
     if protocol == "osmand":
         from protocols import osmand

@@ -64,6 +64,14 @@ def test_raw_stream_from_standard_input() -> None:
     assert all(isinstance(m["lat"], float) and str(m["time"]).endswith("Z") for m in positions)
 
 
+def test_incomplete_frame_at_the_end_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    frame = jt808.encode_frame(jt808.MSG_HEARTBEAT, "1", 1)
+    assert main(["decode", "--protocol", "jt808", frame.hex(), frame[:-3].hex()]) == 1
+    first, second = _lines(capsys.readouterr().out)
+    assert first["type"] == "heartbeat"
+    assert "incomplete frame at end of input" in str(second["error"])
+
+
 def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["decode", "--protocol", "jt808"]) == 2
     assert main(["decode", "--protocol", "jt808", "zz-not-hex"]) == 2
