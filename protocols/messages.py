@@ -114,3 +114,15 @@ class FrameError:
 
 
 Decoded = Message | FrameError
+
+
+def storable_text(text: str) -> bool:
+    """Whether PostgreSQL text and jsonb can hold this string: no NUL, no lone surrogate (which JSON
+    \\u escapes allow). One such string would make the database refuse a whole batch."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -43,7 +43,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from protocols.messages import Decoded, FrameError, Heartbeat, Message, Position, ProtocolError, Unsupported
+from protocols.messages import (
+    Decoded,
+    FrameError,
+    Heartbeat,
+    Message,
+    Position,
+    ProtocolError,
+    Unsupported,
+    storable_text,
+)
 
 PROTOCOL = "osmand"
 MAX_BODY = 1 << 20  # batched JSON uploads of a phone that was offline for hours stay well below this
@@ -230,7 +239,7 @@ def _parse_query(query: str) -> dict[str, Any]:
         raise _Bad("query (too many fields)") from e
     fields: dict[str, Any] = {}
     for key, value in pairs:
-        if not (_storable(key) and _storable(value)):
+        if not (storable_text(key) and storable_text(value)):
             raise _Bad("query (NUL or unencodable text)")
         if key in _REPEATED:
             fields.setdefault(key, []).append(value)
@@ -369,22 +378,11 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def _storable(text: str) -> bool:
-    """PostgreSQL text and jsonb refuse NUL characters and lone surrogates."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _all_storable(value: Any) -> bool:
     if isinstance(value, str):
-        return _storable(value)
+        return storable_text(value)
     if isinstance(value, dict):
-        return all(_storable(k) and _all_storable(v) for k, v in value.items())
+        return all(storable_text(k) and _all_storable(v) for k, v in value.items())
     if isinstance(value, list):
         return all(_all_storable(v) for v in value)
     return True

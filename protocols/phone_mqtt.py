@@ -52,7 +52,16 @@ from typing import Any
 
 import msgpack
 
-from protocols.messages import Decoded, FrameError, Heartbeat, Logout, Position, ProtocolError, Unsupported
+from protocols.messages import (
+    Decoded,
+    FrameError,
+    Heartbeat,
+    Logout,
+    Position,
+    ProtocolError,
+    Unsupported,
+    storable_text,
+)
 
 PROTOCOL = "mqtt"  # the name the database and the settings use
 MAX_PAYLOAD = 65536  # a location message is a few hundred bytes
@@ -301,20 +310,9 @@ def _int(value: Any, field: str) -> int:
 
 
 def _str(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not _storable(value):
+    if not isinstance(value, str) or not storable_text(value):
         raise _Bad(field)
     return value
-
-
-def _storable(text: str) -> bool:
-    """PostgreSQL text and jsonb refuse NUL characters and lone surrogates (JSON \\u escapes allow both)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _bool(value: Any, field: str) -> bool:
@@ -336,7 +334,7 @@ def _unix_field(value: Any, field: str) -> int | float:
 
 
 def _str_list(value: Any, field: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and _storable(v) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and storable_text(v) for v in value):
         raise _Bad(field)
     return list(value)
 
