@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from ingest.batcher import Batcher
 from ingest.counters import Counters
-from ingest.fixes import BadFix, to_row
+from ingest.reports import ReportSink
 from protocols import jt808
 from protocols.messages import (
     Authentication,
@@ -42,13 +41,15 @@ REG_TERMINAL_UNKNOWN = 4
 
 @dataclass(slots=True)
 class Jt808Context:
-    batcher: Batcher
+    reports: ReportSink
     registry: Registry
     counters: Counters
-    h3_resolution: int = 9
-    max_future: timedelta = timedelta(minutes=10)
     lenient: bool = False
     max_buffer: int = 65536
+
+    @property
+    def batcher(self) -> Batcher:
+        return self.reports.batcher
 
 
 class Jt808Connection(asyncio.Protocol):
@@ -148,22 +149,14 @@ class Jt808Connection(asyncio.Protocol):
             counters.bad_input("jt808.unauthenticated", self.peer, "location report before authentication")
             self._reply(first, jt808.RESULT_FAILURE)
             return
-        now = datetime.now(UTC)
-        rows = []
-        for pos in group:
-            try:
-                rows.append(
-                    to_row(pos, device.id, now, h3_resolution=self.ctx.h3_resolution, max_future=self.ctx.max_future)
-                )
-            except BadFix as e:
-                counters.bad_input("ingest.bad_fixes", self.peer, str(e))
-        if not rows:
+        queued = self.ctx.reports.submit(
+            device,
+            group,
+            lambda ok: self._reply(first, jt808.RESULT_OK if ok else jt808.RESULT_FAILURE),
+            peer=self.peer,
+        )
+        if not queued:
             self._reply(first, jt808.RESULT_MESSAGE_ERROR)
-            return
-        counters.inc("jt808.positions", len(rows))
-        ack = _FrameAck(len(rows), lambda ok: self._reply(first, jt808.RESULT_OK if ok else jt808.RESULT_FAILURE))
-        for row in rows:
-            self.ctx.batcher.submit(row, ack)
 
     # --- lookups (registration, authentication) -----------------------------------------
 
@@ -219,23 +212,6 @@ class Jt808Connection(asyncio.Protocol):
 
 def _same_frame(a: Position, b: Position) -> bool:
     return a.msg_id == b.msg_id and a.serial == b.serial and a.device == b.device
-
-
-class _FrameAck:
-    """Calls `done` once, after all `n` rows of one frame are settled: True only if all were stored."""
-
-    __slots__ = ("_done", "_ok", "_remaining")
-
-    def __init__(self, n: int, done: Callable[[bool], None]) -> None:
-        self._remaining = n
-        self._ok = True
-        self._done = done
-
-    def __call__(self, ok: bool) -> None:
-        self._ok = self._ok and ok
-        self._remaining -= 1
-        if self._remaining == 0:
-            self._done(self._ok)
 
 
 class Jt808Server:

@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from ingest.batcher import Batcher
 from ingest.counters import Counters
 from ingest.jt808_server import Jt808Context, Jt808Server
+from ingest.reports import ReportSink
 from store import db, positions
 from store.cluster import Cluster
 from store.migrate import migrate
@@ -80,16 +81,15 @@ class Server:
         )
         self.batcher.start()
         registry = Registry(self.pool, register_unknown=s.ingest.unknown_devices == "register")
+        reports = ReportSink(
+            self.batcher,
+            self.counters,
+            h3_resolution=s.database.h3_resolution,
+            max_future=timedelta(seconds=s.ingest.max_future_s),
+        )
 
         if s.jt808.enabled:
-            ctx = Jt808Context(
-                batcher=self.batcher,
-                registry=registry,
-                counters=self.counters,
-                h3_resolution=s.database.h3_resolution,
-                max_future=timedelta(seconds=s.ingest.max_future_s),
-                lenient=s.jt808.lenient,
-            )
+            ctx = Jt808Context(reports=reports, registry=registry, counters=self.counters, lenient=s.jt808.lenient)
             self.jt808 = Jt808Server(ctx, idle_timeout=s.jt808.idle_timeout_s)
             self.ports["jt808"] = await self.jt808.start(s.jt808.host, s.jt808.port)
 
