@@ -54,8 +54,7 @@ def _print_banner(settings: config.Settings, server: Server) -> None:
     host = "127.0.0.1" if settings.api.host in ("0.0.0.0", "::") else settings.api.host
     token_src = "api.token" if settings.api.token else str(settings.state_path / "api-token")
     print(f"API:        http://{host}:{server.ports['api']}/api/  (bearer token from {token_src})", flush=True)
-    if "jt808" in server.ports:
-        print(f"JT/T 808:   tcp port {server.ports['jt808']}", flush=True)
+    print(f"Terminals:  {server.terminal_ports()}", flush=True)
     print(f"Database:   {db.redact(dsn_for(settings))}", flush=True)
 
 

@@ -34,12 +34,19 @@ class ApiSettings:
 
 
 @dataclass(slots=True)
-class Jt808Settings:
+class ListenerSettings:
+    """A TCP port for one terminal protocol."""
+
     enabled: bool = True
     host: str = "0.0.0.0"
+    port: int = 0
+    idle_timeout_s: int = 600  # close a connection silent for this long
+
+
+@dataclass(slots=True)
+class Jt808Settings(ListenerSettings):
     port: int = 5015
     lenient: bool = False  # accept frames with wrong check codes / unescaped 0x7d (see protocols/jt808.py)
-    idle_timeout_s: int = 600  # close a connection silent for this long
 
 
 @dataclass(slots=True)
@@ -64,7 +71,11 @@ class Settings:
     log_level: str = "INFO"
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    # Default ports are Traccar's, so terminals set up for Traccar only need the host changed.
     jt808: Jt808Settings = field(default_factory=Jt808Settings)
+    gt06: ListenerSettings = field(default_factory=lambda: ListenerSettings(port=5023))
+    h02: ListenerSettings = field(default_factory=lambda: ListenerSettings(port=5013))
+    nmea: ListenerSettings = field(default_factory=lambda: ListenerSettings(port=5005))  # Traccar's T55 ($PGID)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
 
@@ -104,6 +115,9 @@ class Settings:
         return out
 
 
+TCP_PROTOCOLS = ("jt808", "gt06", "h02", "nmea")
+
+
 class ConfigError(ValueError):
     pass
 
@@ -136,6 +150,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError("database.chunk_interval_hours must be 1..168")
     if s.database.retention_days < 1:
         raise ConfigError("database.retention_days must be at least 1")
+    for name in TCP_PROTOCOLS:
+        listener = getattr(s, name)
+        if not 0 <= listener.port <= 65535 or listener.idle_timeout_s < 1:
+            raise ConfigError(f"{name}.port must be 0..65535 and {name}.idle_timeout_s positive")
     for name in ("batch_max_rows", "batch_max_delay_ms", "max_pending_rows"):
         if getattr(s.ingest, name) < 1:
             raise ConfigError(f"ingest.{name} must be positive")

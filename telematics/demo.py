@@ -61,7 +61,7 @@ async def run_demo(settings: Settings, broker: Broker) -> int:
         f"  API:       {api}/api/\n"
         f"  Token:     {token}\n"
         f"  Try:       curl -H 'Authorization: Bearer {token}' {api}/api/devices/{demo_uids(1)[0]}/latest\n"
-        f"  JT/T 808:  tcp port {server.ports['jt808']}\n"
+        f"  Terminals: {server.terminal_ports()}\n"
         f"  MQTT:      {f'mqtt://{broker.host}:{broker.port}' if settings.mqtt.embedded else 'external'}\n"
         "Ctrl-C stops the server and the fleet; the database keeps running (`telematics db stop`).\n",
         flush=True,

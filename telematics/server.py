@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
+from types import ModuleType
 
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.batcher import Batcher
 from ingest.counters import Counters
-from ingest.jt808_server import Jt808Context, Jt808Server
+from ingest.jt808_server import Jt808Connection
 from ingest.reports import ReportSink
+from ingest.terminal import ListenerContext, TcpListener, TerminalConnection
+from protocols import gt06, h02, jt808, nmea
 from store import db, positions
 from store.cluster import Cluster
 from store.migrate import migrate
 from store.positions import PositionWriter
-from telematics.config import Settings
+from telematics.config import TCP_PROTOCOLS, ListenerSettings, Settings
 from telematics.http import make_app
 from tracking import routes as tracking_routes
 from tracking.registry import Registry
@@ -50,6 +54,20 @@ async def prepare_database(settings: Settings) -> str:
     return dsn
 
 
+def _tcp_listener(name: str, s: Settings, reports: ReportSink, registry: Registry, counters: Counters) -> TcpListener:
+    codecs: dict[str, tuple[ModuleType, Callable[[], object], type[TerminalConnection]]] = {
+        "jt808": (jt808, lambda: jt808.Jt808Decoder(lenient=s.jt808.lenient), Jt808Connection),
+        "gt06": (gt06, gt06.Gt06Decoder, TerminalConnection),
+        "h02": (h02, h02.H02Decoder, TerminalConnection),
+        "nmea": (nmea, nmea.NmeaDecoder, TerminalConnection),
+    }
+    codec, make_decoder, connection = codecs[name]
+    ctx = ListenerContext(reports, registry, counters, codec, make_decoder)
+    return TcpListener(
+        name, lambda conns: connection(ctx, conns), counters, idle_timeout=getattr(s, name).idle_timeout_s
+    )
+
+
 class Server:
     """One process: every role. `start` returns once all listeners are up."""
 
@@ -58,7 +76,7 @@ class Server:
         self.counters = Counters()
         self.pool: AsyncConnectionPool | None = None
         self.batcher: Batcher | None = None
-        self.jt808: Jt808Server | None = None
+        self.listeners: list[TcpListener] = []
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -88,10 +106,13 @@ class Server:
             max_future=timedelta(seconds=s.ingest.max_future_s),
         )
 
-        if s.jt808.enabled:
-            ctx = Jt808Context(reports=reports, registry=registry, counters=self.counters, lenient=s.jt808.lenient)
-            self.jt808 = Jt808Server(ctx, idle_timeout=s.jt808.idle_timeout_s)
-            self.ports["jt808"] = await self.jt808.start(s.jt808.host, s.jt808.port)
+        for name in TCP_PROTOCOLS:
+            listener_settings: ListenerSettings = getattr(s, name)
+            if not listener_settings.enabled:
+                continue
+            listener = _tcp_listener(name, s, reports, registry, self.counters)
+            self.ports[name] = await listener.start(listener_settings.host, listener_settings.port)
+            self.listeners.append(listener)
 
         app = make_app(s.api_token(), tracking_routes.routes())
         app[tracking_routes.POOL] = self.pool
@@ -101,6 +122,9 @@ class Server:
         await site.start()
         self.ports["api"] = int(self.runner.addresses[0][1])
         self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
+
+    def terminal_ports(self) -> str:
+        return ", ".join(f"{name} tcp {port}" for name, port in self.ports.items() if name != "api")
 
     async def _retention(self) -> None:
         assert self.pool is not None
@@ -118,8 +142,8 @@ class Server:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self.jt808 is not None:
-            await self.jt808.close()
+        for listener in self.listeners:
+            await listener.close()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.batcher is not None:

@@ -16,7 +16,7 @@ import pytest
 import uvloop
 
 from store.cluster import Cluster
-from telematics.config import Settings
+from telematics.config import TCP_PROTOCOLS, Settings
 from telematics.server import Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,8 +66,9 @@ def test_settings(dsn: str, tmp: Path) -> Settings:
     s.api.host = "127.0.0.1"
     s.api.port = 0
     s.api.token = API_TOKEN
-    s.jt808.host = "127.0.0.1"
-    s.jt808.port = 0
+    for name in TCP_PROTOCOLS:
+        listener = getattr(s, name)
+        listener.host, listener.port = "127.0.0.1", 0
     s.ingest.batch_max_delay_ms = 5
     return s
 
