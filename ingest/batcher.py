@@ -45,6 +45,7 @@ class Batcher:
         max_delay: float = 0.02,
         max_pending: int = 50000,
         on_commit: list[Callable[[PositionBatch], None]] | None = None,
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
         self._connect_writer = connect_writer
         self._writer: BatchWriter | None = None
@@ -53,6 +54,7 @@ class Batcher:
         self.max_delay = max_delay
         self.max_pending = max_pending
         self.on_commit = on_commit or []
+        self.observe = observe  # (rows in the batch, seconds from write to commit), for metrics
         self._rows: list[PositionRow] = []
         self._acks: list[Ack] = []
         self._wake = asyncio.Event()
@@ -147,7 +149,10 @@ class Batcher:
             try:
                 if self._writer is None:
                     self._writer = await self._connect_writer()
+                started = time.monotonic()
                 inserted = await self._writer.write(batch)
+                if self.observe is not None:
+                    self.observe(len(rows), time.monotonic() - started)
                 break
             except (psycopg.OperationalError, OSError) as e:
                 # The database is away: keep the batch, reconnect, try again; nothing is acked meanwhile.

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from ingest.batcher import Batcher
 from ingest.counters import Counters
 from ingest.jt808_server import Jt808Connection
+from ingest.metrics import IngestMetrics
 from ingest.reports import ReportSink
 from ingest.terminal import ListenerContext, TcpListener, TerminalConnection
 from protocols import gt06, h02, jt808, nmea
@@ -74,6 +75,7 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.counters = Counters()
+        self.metrics = IngestMetrics(self.counters)
         self.pool: AsyncConnectionPool | None = None
         self.batcher: Batcher | None = None
         self.listeners: list[TcpListener] = []
@@ -96,7 +98,9 @@ class Server:
             max_rows=s.ingest.batch_max_rows,
             max_delay=s.ingest.batch_max_delay_ms / 1000,
             max_pending=s.ingest.max_pending_rows,
+            observe=self.metrics.observe_batch,
         )
+        self.metrics.watch_batcher(self.batcher)
         self.batcher.start()
         registry = Registry(self.pool, register_unknown=s.ingest.unknown_devices == "register")
         reports = ReportSink(
@@ -113,8 +117,9 @@ class Server:
             listener = _tcp_listener(name, s, reports, registry, self.counters)
             self.ports[name] = await listener.start(listener_settings.host, listener_settings.port)
             self.listeners.append(listener)
+            self.metrics.watch_connections(name, listener.connections.__len__)
 
-        app = make_app(s.api_token(), tracking_routes.routes())
+        app = make_app(s.api_token(), tracking_routes.routes() + self.metrics.routes())
         app[tracking_routes.POOL] = self.pool
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
