@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any, cast
 
 from ingest.counters import Counters
+from ingest.ratelimit import ConnectLimiter
 from ingest.reports import ReportSink
 from protocols.messages import Decoded, FrameError, Login, Logout, Message, Position, Unsupported
 from store.devices import Device
@@ -37,6 +38,7 @@ class ListenerContext:
     counters: Counters
     codec: ModuleType  # the protocol module: a decoder class and `ack_for`
     make_decoder: Callable[[], Any]
+    connects: ConnectLimiter | None = None
 
 
 class TerminalConnection(asyncio.Protocol):
@@ -61,6 +63,10 @@ class TerminalConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.last_rx = asyncio.get_running_loop().time()
+        if self.ctx.connects is not None and peer and not self.ctx.connects.allow(peer[0], self.last_rx):
+            self.ctx.counters.bad_input(f"{self.name}.connects_refused", peer[0], "connecting faster than the limit")
+            self.transport.abort()
+            return
         self._connections.add(self)
         self.ctx.reports.batcher.register(self)
         self.ctx.counters.inc(f"{self.name}.connections")

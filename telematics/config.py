@@ -56,6 +56,8 @@ class IngestSettings:
     max_pending_rows: int = 50000  # past this, sockets stop being read until the database catches up
     unknown_devices: str = "reject"  # or "register": create unknown terminals as kind `other`
     max_future_s: int = 600  # fixes further ahead of the server clock are rejected
+    connects_per_ip_per_s: float = 20.0  # new TCP connections per address (carrier NAT: keep it generous)
+    connects_burst: int = 200
 
 
 @dataclass(slots=True)

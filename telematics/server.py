@@ -15,6 +15,7 @@ from ingest.batcher import Batcher
 from ingest.counters import Counters
 from ingest.jt808_server import Jt808Connection
 from ingest.metrics import IngestMetrics
+from ingest.ratelimit import ConnectLimiter
 from ingest.reports import ReportSink
 from ingest.terminal import ListenerContext, TcpListener, TerminalConnection
 from protocols import gt06, h02, jt808, nmea
@@ -63,7 +64,8 @@ def _tcp_listener(name: str, s: Settings, reports: ReportSink, registry: Registr
         "nmea": (nmea, nmea.NmeaDecoder, TerminalConnection),
     }
     codec, make_decoder, connection = codecs[name]
-    ctx = ListenerContext(reports, registry, counters, codec, make_decoder)
+    connects = ConnectLimiter(s.ingest.connects_per_ip_per_s, s.ingest.connects_burst)
+    ctx = ListenerContext(reports, registry, counters, codec, make_decoder, connects)
     return TcpListener(
         name, lambda conns: connection(ctx, conns), counters, idle_timeout=getattr(s, name).idle_timeout_s
     )
