@@ -235,9 +235,12 @@ class TcpListener:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        """Listen; with `reuse_port`, worker processes share the port and the kernel spreads connections."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: self._factory(self.connections), host, port, reuse_address=True)
+        self._server = await loop.create_server(
+            lambda: self._factory(self.connections), host, port, reuse_address=True, reuse_port=reuse_port or None
+        )
         self._sweeper = asyncio.create_task(self._sweep_idle(), name=f"{self.name}-idle")
         return int(self._server.sockets[0].getsockname()[1])
 

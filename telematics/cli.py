@@ -18,6 +18,7 @@ from telematics import config
 from telematics import decode as decode_cli
 from telematics.broker import Broker, BrokerError
 from telematics.server import Server, cluster_for, dsn_for, prepare_database
+from telematics.workers import run_workers
 from tracking.device_import import CsvImportError, parse_devices, parse_units
 
 log = logging.getLogger("telematics")
@@ -222,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "serve":
+            if settings.workers > 1:
+                _run(_migrate(settings))
+                return run_workers(settings)
             return _run(_serve(settings))
         if args.command == "demo":
             return _run(_demo(settings))

@@ -71,6 +71,7 @@ class MqttSettings:
 class Settings:
     state_dir: str = "var"
     log_level: str = "INFO"
+    workers: int = 1  # processes sharing the listening ports (SO_REUSEPORT); ports must then be fixed
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     # Default ports are Traccar's, so terminals set up for Traccar only need the host changed.
@@ -152,8 +153,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("database.chunk_interval_hours must be 1..168")
     if s.database.retention_days < 1:
         raise ConfigError("database.retention_days must be at least 1")
+    if not 1 <= s.workers <= 64:
+        raise ConfigError("workers must be 1..64")
     for name in TCP_PROTOCOLS:
         listener = getattr(s, name)
+        if s.workers > 1 and listener.enabled and listener.port == 0:
+            raise ConfigError(f"{name}.port 0 (any free port) cannot be shared by several workers")
         if not 0 <= listener.port <= 65535 or listener.idle_timeout_s < 1:
             raise ConfigError(f"{name}.port must be 0..65535 and {name}.idle_timeout_s positive")
     for name in ("batch_max_rows", "batch_max_delay_ms", "max_pending_rows"):

@@ -74,8 +74,10 @@ def _tcp_listener(name: str, s: Settings, reports: ReportSink, registry: Registr
 class Server:
     """One process: every role. `start` returns once all listeners are up."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, worker: int = 0, reuse_port: bool = False) -> None:
         self.settings = settings
+        self.worker = worker  # worker 0 also runs the once-per-installation jobs (retention)
+        self.reuse_port = reuse_port
         self.counters = Counters()
         self.metrics = IngestMetrics(self.counters)
         self.pool: AsyncConnectionPool | None = None
@@ -117,7 +119,9 @@ class Server:
             if not listener_settings.enabled:
                 continue
             listener = _tcp_listener(name, s, reports, registry, self.counters)
-            self.ports[name] = await listener.start(listener_settings.host, listener_settings.port)
+            self.ports[name] = await listener.start(
+                listener_settings.host, listener_settings.port, reuse_port=self.reuse_port
+            )
             self.listeners.append(listener)
             self.metrics.watch_connections(name, listener.connections.__len__)
 
@@ -125,10 +129,11 @@ class Server:
         app[tracking_routes.POOL] = self.pool
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, s.api.host, s.api.port, reuse_address=True)
+        site = web.TCPSite(self.runner, s.api.host, s.api.port, reuse_address=True, reuse_port=self.reuse_port or None)
         await site.start()
         self.ports["api"] = int(self.runner.addresses[0][1])
-        self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
+        if self.worker == 0:
+            self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
 
     def terminal_ports(self) -> str:
         return ", ".join(f"{name} tcp {port}" for name, port in self.ports.items() if name != "api")
