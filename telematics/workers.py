@@ -6,10 +6,10 @@ rows of different devices, unique on device + fix time). The parent prepares the
 starts the workers with the `spawn` method (no state shared by fork), restarts a worker that
 dies, and stops them all on SIGINT/SIGTERM.
 
-A downlink (a text message or command for one terminal) must reach the worker holding that
-terminal's connection: the API stores the command and announces it with PostgreSQL
-`NOTIFY downlink, '<device id>'`; every worker LISTENs and the one with a connection for that
-device sends it; a terminal without a connection gets it when it next authenticates or logs in.
+Downlinks (text messages and commands for one terminal, not built yet) are to reach the worker
+holding that terminal's connection this way: the API stores the command and announces it with
+PostgreSQL `NOTIFY downlink, '<device id>'`; every worker LISTENs and the one with a connection for
+that device sends it; a terminal without a connection gets it when it next authenticates or logs in.
 """
 
 from __future__ import annotations
