@@ -50,6 +50,19 @@ class Jt808Settings(ListenerSettings):
 
 
 @dataclass(slots=True)
+class OsmAndSettings:
+    """HTTP for phones running the Traccar Client app (the OsmAnd protocol); no token, like Traccar's."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = 5055
+    speed_unit: str = "knots"  # what the app sends; also kmh, mps, mph
+    max_body: int = 1 << 20
+    request_timeout_s: int = 15
+    idle_timeout_s: int = 75
+
+
+@dataclass(slots=True)
 class IngestSettings:
     batch_max_rows: int = 2000
     batch_max_delay_ms: int = 20
@@ -79,6 +92,7 @@ class Settings:
     gt06: ListenerSettings = field(default_factory=lambda: ListenerSettings(port=5023))
     h02: ListenerSettings = field(default_factory=lambda: ListenerSettings(port=5013))
     nmea: ListenerSettings = field(default_factory=lambda: ListenerSettings(port=5005))  # Traccar's T55 ($PGID)
+    osmand: OsmAndSettings = field(default_factory=OsmAndSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
 
@@ -153,6 +167,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("database.chunk_interval_hours must be 1..168")
     if s.database.retention_days < 1:
         raise ConfigError("database.retention_days must be at least 1")
+    if s.osmand.speed_unit not in ("knots", "kmh", "mps", "mph"):
+        raise ConfigError("osmand.speed_unit must be knots, kmh, mps or mph")
     if not 1 <= s.workers <= 64:
         raise ConfigError("workers must be 1..64")
     for name in TCP_PROTOCOLS:

@@ -15,6 +15,7 @@ from ingest.batcher import Batcher
 from ingest.counters import Counters
 from ingest.jt808_server import Jt808Connection
 from ingest.metrics import IngestMetrics
+from ingest.osmand_http import OsmAndListener
 from ingest.ratelimit import ConnectLimiter
 from ingest.reports import ReportSink
 from ingest.terminal import ListenerContext, TcpListener, TerminalConnection
@@ -83,6 +84,7 @@ class Server:
         self.pool: AsyncConnectionPool | None = None
         self.batcher: Batcher | None = None
         self.listeners: list[TcpListener] = []
+        self.http_listeners: list[OsmAndListener] = []
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,6 +127,19 @@ class Server:
             self.listeners.append(listener)
             self.metrics.watch_connections(name, listener.connections.__len__)
 
+        if s.osmand.enabled:
+            osmand = OsmAndListener(
+                reports,
+                registry,
+                self.counters,
+                speed_unit=s.osmand.speed_unit,
+                max_body=s.osmand.max_body,
+                request_timeout=s.osmand.request_timeout_s,
+                idle_timeout=s.osmand.idle_timeout_s,
+            )
+            self.ports["osmand"] = await osmand.start(s.osmand.host, s.osmand.port, reuse_port=self.reuse_port)
+            self.http_listeners.append(osmand)
+
         app = make_app(s.api_token(), tracking_routes.routes() + self.metrics.routes())
         app[tracking_routes.POOL] = self.pool
         self.runner = web.AppRunner(app, access_log=None)
@@ -156,6 +171,8 @@ class Server:
             task.cancel()
         for listener in self.listeners:
             await listener.close()
+        for http_listener in self.http_listeners:
+            await http_listener.close()  # before the batcher: pending answers still get their commit
         if self.runner is not None:
             await self.runner.cleanup()
         if self.batcher is not None:

@@ -66,7 +66,7 @@ def test_settings(dsn: str, tmp: Path) -> Settings:
     s.api.host = "127.0.0.1"
     s.api.port = 0
     s.api.token = API_TOKEN
-    for name in TCP_PROTOCOLS:
+    for name in (*TCP_PROTOCOLS, "osmand"):
         listener = getattr(s, name)
         listener.host, listener.port = "127.0.0.1", 0
     s.ingest.batch_max_delay_ms = 5
