@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import psycopg
 
 INSTALL_HINT = (
@@ -16,9 +18,16 @@ class DatabaseError(RuntimeError):
     pass
 
 
+# A database that vanishes without closing the connection (a network partition) must not stall
+# ingest for the kernel's default two hours: TCP keepalives and a user timeout notice it in about a
+# minute, the write fails, and the batcher reconnects and retries.
+TCP_SETTINGS = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+TCP_SETTINGS_LINUX = {"tcp_user_timeout": 60_000}
+
+
 async def connect(dsn: str, *, autocommit: bool = False) -> psycopg.AsyncConnection:
     try:
-        return await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit)
+        return await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit, **connection_settings(dsn))
     except psycopg.OperationalError as e:
         raise DatabaseError(f"cannot connect to the database ({redact(dsn)}): {e}".strip()) from e
 
@@ -56,3 +65,13 @@ def redact(dsn: str) -> str:
         return "<unparseable DSN>"
     info.pop("password", None)
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
+
+
+def connection_settings(dsn: str) -> dict[str, int]:
+    """Libpq settings added to every connection the server opens; a DSN's own values win."""
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        given = {}
+    wanted = {**TCP_SETTINGS, **(TCP_SETTINGS_LINUX if sys.platform == "linux" else {})}
+    return {k: v for k, v in wanted.items() if k not in given}

@@ -92,7 +92,7 @@ class Server:
     async def start(self) -> None:
         s = self.settings
         dsn = await prepare_database(s)
-        self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=10, open=False)
+        self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=10, open=False, kwargs=db.connection_settings(dsn))
         await self.pool.open(wait=True)
 
         async def connect_writer() -> PositionWriter:
