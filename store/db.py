@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import psycopg
 
@@ -67,7 +68,7 @@ def redact(dsn: str) -> str:
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
 
 
-def connection_settings(dsn: str) -> dict[str, int]:
+def connection_settings(dsn: str) -> dict[str, Any]:
     """Libpq settings added to every connection the server opens; a DSN's own values win."""
     try:
         given = psycopg.conninfo.conninfo_to_dict(dsn)
