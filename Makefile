@@ -43,6 +43,7 @@ fuzz: setup
 
 bench: setup
 	$(BIN)/python -m bench.decode
+	$(BIN)/python -m bench.e2e
 
 lock:
 	rm -rf var/lock-venv && $(PYTHON) -m venv var/lock-venv

@@ -64,7 +64,7 @@ def demo_uids(count: int) -> list[str]:
 
 # kind -> (device protocol, id pattern). Ids differ between kinds: a uid is unique across protocols.
 KIND_IDS = {
-    "jt808": ("jt808", "139{:08d}"),
+    "jt808": ("jt808", "138{:08d}"),  # the first 10,000 are `demo_uids`
     "jt808-2019": ("jt808", "2019{:08d}"),
     "gt06": ("gt06", "86471700{:07d}"),
     "h02": ("h02", "42{:08d}"),
@@ -400,7 +400,7 @@ KINDS: dict[str, type[Terminal]] = {t.kind: t for t in (Jt808Terminal, Jt808Term
 def self_check() -> None:
     """The fast JT/T 808 frames are byte for byte what the library encoders make."""
     for cls in (Jt808Terminal, Jt808Terminal2019):
-        t = cls("13900000007" if cls.kind == "jt808" else "201900000007", Vehicle("x", random.Random(1)))
+        t = cls("13800000007" if cls.kind == "jt808" else "201900000007", Vehicle("x", random.Random(1)))
         fix_s = int(time.time())
         serial, frame = t.report(fix_s)
         v = t.vehicle

@@ -18,6 +18,8 @@ REG_TERMINAL_UNKNOWN = 4
 
 
 class Jt808Connection(TerminalConnection):
+    frames_hold_many = True  # a 0x0704 batch: answered once, when all its positions are stored
+
     def __init__(self, ctx: ListenerContext, connections: set[TerminalConnection]) -> None:
         super().__init__(ctx, connections)
         self._serial = 0

@@ -42,6 +42,10 @@ class ListenerContext:
 
 
 class TerminalConnection(asyncio.Protocol):
+    # Whether one frame may carry several positions (JT/T 808 0x0704) that get one answer, told apart
+    # by message id and serial. Elsewhere each position is its own message (H02 has no serials).
+    frames_hold_many = False
+
     def __init__(self, ctx: ListenerContext, connections: set[TerminalConnection]) -> None:
         self.ctx = ctx
         self.name = ctx.codec.PROTOCOL
@@ -122,9 +126,8 @@ class TerminalConnection(asyncio.Protocol):
                 continue  # `m` stays first in the queue: it is handled once the device is known
             queue.popleft()
             if isinstance(m, Position):
-                # One frame may hold many positions (JT/T 808 0x0704): answer the frame once, when all are stored.
                 group = [m]
-                while queue and isinstance(queue[0], Position) and _same_frame(queue[0], m):
+                while self.frames_hold_many and queue and isinstance(queue[0], Position) and _same_frame(queue[0], m):
                     group.append(queue.popleft())  # type: ignore[arg-type]
                 self._positions(group)
             else:

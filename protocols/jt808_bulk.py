@@ -198,7 +198,7 @@ def _decode_frames(
         valid=(status & 0b10) != 0,
         speed_kmh=speed,
         course=course,
-        altitude_m=altitude,
+        altitude_m=altitude.astype(np.float64, copy=False),
         satellites=satellites,
         alarm=alarm,
         status=status,

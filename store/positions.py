@@ -108,6 +108,14 @@ async def latest(conn: psycopg.AsyncConnection, device_id: int) -> StoredPositio
     return StoredPosition(*row) if row else None
 
 
+async def fix_seconds_by_uid(conn: psycopg.AsyncConnection) -> list[tuple[str, int]]:
+    """(device uid, fix time in whole Unix seconds) of every stored report: for checking a load run."""
+    cur = await conn.execute(
+        "SELECT d.uid, extract(epoch FROM p.fix_time)::bigint FROM positions p JOIN devices d ON d.id = p.device_id"
+    )
+    return [(str(uid), int(t)) for uid, t in await cur.fetchall()]
+
+
 async def count_for_device(conn: psycopg.AsyncConnection, device_id: int) -> int:
     cur = await conn.execute("SELECT count(*) FROM positions WHERE device_id = %s", (device_id,))
     row = await cur.fetchone()

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import uvloop
 
+from store import admin
 from store.cluster import Cluster
 from telematics.config import TCP_PROTOCOLS, Settings
 from telematics.server import Server
@@ -32,12 +33,6 @@ def _admin_dsn() -> str:
     return cluster.dsn
 
 
-def _with_dbname(dsn: str, name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
-
-
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
     """The server runs on uvloop in production; the tests run it there too."""
     return {"uvloop": uvloop.new_event_loop}
@@ -52,11 +47,8 @@ def admin_dsn() -> str:
 def fresh_database(admin_dsn: str) -> Iterator[str]:
     """An empty database (not migrated) that lives for the session; its DSN."""
     name = f"telematics_test_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    yield _with_dbname(admin_dsn, name)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+    yield admin.create_database(admin_dsn, name)
+    admin.drop_database(admin_dsn, name)
 
 
 def test_settings(dsn: str, tmp: Path) -> Settings:

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from store import db
+from store import admin, db
 from store.cluster import Cluster
 from store.migrate import available, migrate
-from tests.conftest import ROOT, _with_dbname
+from tests.conftest import ROOT
 
 SCHEMA = """
 SELECT table_name, column_name, data_type, is_nullable
@@ -23,11 +23,8 @@ INDEXES = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public
 @pytest.fixture
 async def empty_db(admin_dsn: str) -> AsyncIterator[str]:
     name = f"telematics_mig_{secrets.token_hex(4)}"
-    async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
-        await conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    yield _with_dbname(admin_dsn, name)
-    async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
-        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+    yield admin.create_database(admin_dsn, name)
+    admin.drop_database(admin_dsn, name)
 
 
 async def _snapshot(conn: psycopg.AsyncConnection) -> tuple[list[tuple], list[tuple], list[tuple]]:

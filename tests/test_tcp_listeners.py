@@ -151,3 +151,17 @@ async def test_bad_peers_do_not_disturb_a_good_terminal(
     with contextlib.suppress(ConnectionError):  # reset or broken pipe: closed either way
         assert await asyncio.wait_for(peers[0][0].read(), 5) == b""
     assert server.counters.values[f"{protocol}.cut_off"] >= 1
+
+
+async def test_h02_reports_in_one_read_each_answered(connect: object, db: psycopg.AsyncConnection) -> None:
+    """H02 has no serials: three reports arriving together are three messages with three answers."""
+    uid = str(4_000_000_000 + secrets.randbelow(10**9))
+    device_id = await _device(db, uid, "h02")
+    reader, writer = await connect("h02")  # type: ignore[operator]
+    base = _now() - timedelta(minutes=3)
+    writer.write(
+        b"".join(h02.encode_position(uid, base + timedelta(seconds=i), 22.5, 114.0 + i / 100) for i in range(3))
+    )
+    replies = [await asyncio.wait_for(reader.readuntil(b"#"), 5) for _ in range(3)]
+    assert all(r.startswith(f"*HQ,{uid},V4,V1,".encode()) for r in replies)
+    assert len(await _fixes(db, device_id)) == 3

@@ -1,0 +1,474 @@
+"""End to end: the real server, a simulated fleet in its own process, the database, one JSON result.
+
+    python -m bench.e2e [--terminals 2000] [--rate 20000] [--window 8] [--duration 60] [--idle 10000]
+
+What it does, in order:
+
+1. starts the embedded cluster (`telematics db start`) and creates a fresh database in it;
+2. starts the REAL server, `telematics --config <generated toml> serve`, as a subprocess with
+   TELEMATICS_DSN pointing at that database (it migrates it), and registers the fleet's devices;
+3. idle connections: opens `--idle` silent TCP connections to the JT/T 808 port (bench/idle.py)
+   and divides the server's RSS increase by their number;
+4. load: runs the fleet (bench/fleet.py, trio, its own process) for `--duration` seconds, paced to
+   `--rate` reports/s in total, or as fast as a window of `--window` unacknowledged reports per
+   terminal allows when `--rate 0`;
+5. checks that every acknowledged report is in the database, counts the rows, reads the server's
+   peak RSS (VmHWM);
+6. the ceiling, in the same run: PositionWriter on its own connection writes rows of the same kind
+   into the same table, in batches of the server's batch size: COPY rows/s without the server;
+7. stops the server, drops the database, prints one JSON object (progress goes to stderr).
+
+The headline is `ratio` = reports stored per second / COPY rows per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import h3.api.basic_int as h3
+import numpy as np
+
+from bench import fleet as fleet_mod
+from store import admin, db, devices, positions
+from store.batch import PositionBatch, PositionRow
+from store.devices import DeviceRecord
+from store.positions import PositionWriter
+from telematics.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / ".venv" / "bin"
+ADMIN_DSN = "postgresql://telematics@127.0.0.1:55432/telematics"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+USED_LISTENERS = ("jt808", "gt06", "h02")
+IDLE_PER_PROCESS = 15_000  # each holder process stays under its descriptor limit
+
+
+def log(msg: str) -> None:
+    print(f"e2e: {msg}", file=sys.stderr, flush=True)
+
+
+# --- /proc ------------------------------------------------------------------------------------
+
+
+def proc_status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def postgres_cpu_s() -> float:
+    """CPU of the embedded cluster's processes (all of them: other users of the cluster count too)."""
+    pidfile = ROOT / "var" / "pg" / "data" / "postmaster.pid"
+    try:
+        master = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return math.nan
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == master or int(stat[1]) == master:
+            total += (int(stat[11]) + int(stat[12])) / CLK_TCK
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return float(sum(values) - idle), float(sum(values))
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# --- the database -------------------------------------------------------------------------------
+# Benchmark scaffolding: a scratch database created and dropped here, and the read-back that
+# checks every acknowledged report. Nothing of the server's own path goes through this SQL.
+
+
+def create_database(name: str) -> str:
+    return admin.create_database(ADMIN_DSN, name)
+
+
+def drop_database(name: str) -> None:
+    admin.drop_database(ADMIN_DSN, name)
+
+
+async def stored_keys(dsn: str, index: dict[str, int]) -> np.ndarray:
+    """Every stored fix as terminal index << 32 | fix second (the fleet's acked-fix keys)."""
+    conn = await db.connect(dsn)
+    try:
+        rows = await positions.fix_seconds_by_uid(conn)
+    finally:
+        await conn.close()
+    return np.array([(index[uid] << 32) | t for uid, t in rows], dtype=np.int64)
+
+
+async def register(dsn: str, plan: list[tuple[str, str]]) -> list[int]:
+    """Devices for the fleet's terminals; their ids (in plan order)."""
+    records = [
+        DeviceRecord(uid=uid, kind="other", name=f"bench {uid}", protocol=fleet_mod.KIND_IDS[kind][0])
+        for kind, uid in plan
+    ]
+    conn = await db.connect(dsn)
+    try:
+        async with conn.transaction():
+            await devices.upsert_devices(conn, records)
+        ids = []
+        for _, uid in plan:
+            device = await devices.by_uid(conn, uid)
+            assert device is not None
+            ids.append(device.id)
+    finally:
+        await conn.close()
+    return ids
+
+
+# --- the ceiling ----------------------------------------------------------------------------------
+
+
+def ceiling_rows(device_ids: list[int], n: int, seed: int = 42) -> list[PositionRow]:
+    """Rows like the server's JT/T 808 rows (same columns filled, no extras), at times the load did not use."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    received = datetime.now(UTC)
+    rows = []
+    for i in range(n):
+        lat = fleet_mod.CENTRE[0] + rng.uniform(-0.1, 0.1)
+        lon = fleet_mod.CENTRE[1] + rng.uniform(-0.15, 0.15)
+        rows.append(
+            PositionRow(
+                device_id=device_ids[i % len(device_ids)],
+                fix_time=start + timedelta(seconds=i // len(device_ids)),
+                receive_time=received,
+                lat=round(lat, 6),
+                lon=round(lon, 6),
+                valid=True,
+                h3_cell=h3.latlng_to_cell(lat, lon, 9),
+                protocol="jt808",
+                speed_kmh=round(rng.uniform(0, 70), 1),
+                course=float(rng.randrange(360)),
+                altitude_m=0.0,
+                satellites=9,
+                status=3,
+                alarm=0,
+                mileage_km=round(rng.uniform(1000, 90000), 1),
+            )
+        )
+    return rows
+
+
+async def measure_ceiling(dsn: str, device_ids: list[int], n: int, batch_rows: int) -> dict[str, Any]:
+    rows = ceiling_rows(device_ids, n + batch_rows)
+    batches = [PositionBatch.from_rows(rows[i : i + batch_rows]) for i in range(0, len(rows), batch_rows)]
+    writer = PositionWriter(await db.connect(dsn, autocommit=True))
+    try:
+        await writer.write(batches[0])  # creates the staging table, as the server's first batch does
+        written = 0
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        for batch in batches[1:]:
+            written += await writer.write(batch)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    finally:
+        await writer.close()
+    return {
+        "rows": written,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(written / seconds, 1),
+        "client_cpu_us_per_row": round(cpu / written * 1e6, 2),  # the Python side of COPY, as in the server
+    }
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+def write_config(path: Path, state: Path, args: argparse.Namespace) -> None:
+    """Every listener on 127.0.0.1 and a free port; those the fleet does not use are off."""
+    defaults = Settings()
+    lines = [f'state_dir = "{state}"', f'log_level = "{args.server_log_level}"']
+    if hasattr(defaults, "workers"):
+        lines.append("workers = 1")  # one process: its RSS and CPU are the figures
+    for f in fields(defaults):
+        section = getattr(defaults, f.name)
+        if not (hasattr(section, "port") and hasattr(section, "host")) or f.name == "mqtt":
+            continue
+        lines.append(f"[{f.name}]")
+        if f.name not in ("api", *USED_LISTENERS) and hasattr(section, "enabled"):
+            lines.append("enabled = false")
+        else:
+            lines += ['host = "127.0.0.1"', "port = 0"]
+    lines += [
+        "[ingest]",
+        f"batch_max_rows = {args.batch_rows}",
+        f"batch_max_delay_ms = {args.batch_delay_ms}",
+        f"max_pending_rows = {args.max_pending}",
+    ]
+    if hasattr(defaults.ingest, "connects_per_ip_per_s") and args.connects_per_ip:
+        # The whole fleet connects from one address here; real terminals come from thousands.
+        lines += [f"connects_per_ip_per_s = {float(args.connects_per_ip)}", f"connects_burst = {args.connects_per_ip}"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+async def start_server(config: Path, dsn: str, stderr_path: Path, profile: Path | None) -> tuple[Any, dict[str, int]]:
+    env = dict(os.environ, TELEMATICS_DSN=dsn, TELEMATICS_API_TOKEN="bench-" + secrets.token_hex(8))
+    if profile is None:
+        argv = [str(BIN / "telematics"), "--config", str(config), "serve"]
+    else:
+        argv = [sys.executable, "-m", "bench.profile_server", str(profile), "--config", str(config), "serve"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr_path.open("wb"),
+        preexec_fn=raise_nofile,  # the server does not raise its own descriptor limit (yet)
+    )
+    assert proc.stdout is not None
+    ports: dict[str, int] = {}
+    async with asyncio.timeout(120):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError(f"the server exited before listening; see {stderr_path}")
+            if line.startswith("Terminals:"):
+                # "Terminals:  jt808 tcp 41023, gt06 tcp 39811, h02 tcp 40127"
+                for part in line.split(":", 1)[1].split(","):
+                    name, _, port = part.split()
+                    ports[name] = int(port)
+                break
+    return proc, ports
+
+
+async def stop_server(proc: Any) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(60):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+# --- phases -------------------------------------------------------------------------------------
+
+
+async def wait_fds(pid: int, ok: Any, within: float) -> int:
+    deadline = time.monotonic() + within
+    while True:
+        n = open_fds(pid)
+        if ok(n) or time.monotonic() > deadline:
+            return n
+        await asyncio.sleep(0.2)
+
+
+async def idle_phase(pid: int, port: int, count: int) -> dict[str, Any]:
+    await asyncio.sleep(1)
+    fds0, rss0 = open_fds(pid), proc_status_kb(pid, "VmRSS")
+    holders = []
+    t0 = time.perf_counter()
+    for k in range(math.ceil(count / IDLE_PER_PROCESS)):
+        n = min(IDLE_PER_PROCESS, count - k * IDLE_PER_PROCESS)
+        holders.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                *("-m", "bench.idle", "--port", str(port), "--count", str(n), "--source", f"127.0.0.{2 + k}"),
+                cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        )
+    for h in holders:
+        assert h.stdout is not None
+        line = (await h.stdout.readline()).decode().strip()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"idle connection holder failed: {line!r}")
+    fds1 = await wait_fds(pid, lambda n: n >= fds0 + count, 60)
+    connect_s = time.perf_counter() - t0
+    await asyncio.sleep(2)
+    rss1 = proc_status_kb(pid, "VmRSS")
+    accepted = fds1 - fds0
+    for h in holders:
+        assert h.stdin is not None
+        h.stdin.close()
+        await h.wait()
+    await wait_fds(pid, lambda n: n <= fds0 + 10, 60)
+    return {
+        "connections": count,
+        "accepted": accepted,
+        "connect_s": round(connect_s, 2),
+        "server_rss_before_kb": rss0,
+        "server_rss_with_idle_kb": rss1,
+        "bytes_per_connection": round((rss1 - rss0) * 1024 / max(accepted, 1)),
+    }
+
+
+async def load_phase(args: argparse.Namespace, ports: dict[str, int], result_path: Path) -> None:
+    argv = [
+        sys.executable,
+        *("-m", "bench.fleet", "--port", str(ports["jt808"])),
+        *("--gt06-port", str(ports.get("gt06", 0)), "--h02-port", str(ports.get("h02", 0))),
+        *("--count", str(args.terminals), "--mix", args.mix, "--window", str(args.window)),
+        *("--duration", str(args.duration), "--drain", str(args.drain), "--ramp", str(args.ramp)),
+        *("--progress", str(args.progress), "--result", str(result_path)),
+        *("--storm-at", str(args.storm_at), "--backfill-at", str(args.backfill_at)),
+        *("--backfill-frames", str(args.backfill_frames)),
+    ]
+    argv += ["--rate", str(args.rate)] if args.rate else ["--interval", "0"]
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=ROOT)
+    if await proc.wait() != 0:
+        raise RuntimeError(f"the fleet failed (exit {proc.returncode})")
+
+
+async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
+    config = work / "telematics.toml"
+    write_config(config, work / "state", args)
+    profile = Path(args.profile) if args.profile else None
+    server, ports = await start_server(config, dsn, work / "server.log", profile)
+    pid = server.pid
+    log(f"server {pid} listening: {ports}")
+    out: dict[str, Any] = {}
+    try:
+        plan = fleet_mod.fleet_plan(args.terminals, fleet_mod.parse_mix(args.mix))
+        device_ids = await register(dsn, plan)
+        log(f"registered {len(plan)} devices")
+        if args.idle:
+            log(f"idle phase: {args.idle} connections")
+            out["idle"] = await idle_phase(pid, ports["jt808"], args.idle)
+            log(f"idle: {out['idle']}")
+        result_path = work / "fleet.json"
+        cpu0, pg0, busy0 = proc_cpu_s(pid), postgres_cpu_s(), machine_busy()
+        await load_phase(args, ports, result_path)
+        cpu1, pg1, busy1 = proc_cpu_s(pid), postgres_cpu_s(), machine_busy()
+        fleet = json.loads(result_path.read_text())
+        acked = np.unique(np.fromfile(result_path.with_suffix(".acked"), dtype=np.int64))
+        stored = await stored_keys(dsn, {uid: i for i, (_, uid) in enumerate(plan)})
+        peak_rss = proc_status_kb(pid, "VmHWM")
+        log(f"load done: {len(stored)} rows stored, {len(acked)} acked; ceiling next")
+        ceiling = await measure_ceiling(dsn, device_ids, args.ceiling_rows, args.batch_rows)
+        active = fleet["active_s"] or args.duration
+        stored_per_s = len(stored) / active
+        out.update(
+            {
+                "stored": len(stored),
+                "stored_per_s": round(stored_per_s, 1),
+                "acked": len(acked),
+                "acked_not_stored": len(np.setdiff1d(acked, stored, assume_unique=True)),
+                "stored_not_acked": len(np.setdiff1d(stored, acked)),
+                "ack_latency_ms": fleet["ack_latency_ms"],
+                "server_peak_rss_kb": peak_rss,
+                "ceiling_copy_rows_per_s": ceiling["rows_per_s"],
+                "ratio": round(stored_per_s / ceiling["rows_per_s"], 3),
+                "cpu": {
+                    "server_s": round(cpu1 - cpu0, 2),
+                    "server_us_per_report": round((cpu1 - cpu0) / max(len(stored), 1) * 1e6, 1),
+                    "fleet_s": fleet["cpu_s"],
+                    "postgres_s": round(pg1 - pg0, 2),
+                    "machine_busy": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 3),
+                    # Whatever else ran on the machine meanwhile (other users of the cluster included above).
+                    "others_s": round(
+                        (busy1[0] - busy0[0]) / CLK_TCK - (cpu1 - cpu0) - fleet["cpu_s"] - (pg1 - pg0), 2
+                    ),
+                },
+                "ceiling": ceiling,
+                "fleet": fleet,
+            }
+        )
+    finally:
+        await stop_server(server)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--terminals", type=int, default=2000)
+    p.add_argument("--mix", default="jt808=1", help="terminal kinds and weights: jt808, jt808-2019, gt06, h02")
+    p.add_argument("--rate", type=float, default=0, help="reports/s in total (0: as fast as the window allows)")
+    p.add_argument("--window", type=int, default=8, help="unacknowledged reports a terminal may have")
+    p.add_argument("--duration", type=float, default=60)
+    p.add_argument("--drain", type=float, default=30, help="seconds to wait for the last acks")
+    p.add_argument("--ramp", type=float, default=5)
+    p.add_argument("--idle", type=int, default=10_000, help="idle connections for the RSS figure (0: skip)")
+    p.add_argument("--storm-at", type=float, default=0, help="seconds into the load: every terminal reconnects")
+    p.add_argument("--backfill-at", type=float, default=0, help="seconds into the load: 0x0704 backfill burst")
+    p.add_argument("--backfill-frames", type=int, default=4)
+    p.add_argument("--ceiling-rows", type=int, default=200_000)
+    p.add_argument("--batch-rows", type=int, default=2000, help="server's ingest.batch_max_rows (and the ceiling's)")
+    p.add_argument("--batch-delay-ms", type=int, default=20)
+    p.add_argument("--max-pending", type=int, default=50_000)
+    p.add_argument(
+        "--connects-per-ip",
+        type=int,
+        default=1_000_000,
+        help="server's ingest.connects_per_ip_per_s and connects_burst (0: the server's defaults)",
+    )
+    p.add_argument("--progress", type=float, default=10)
+    p.add_argument("--server-log-level", default="WARNING")
+    p.add_argument("--profile", help="run the server under cProfile and write the profile here")
+    p.add_argument("--keep", action="store_true", help="keep the database and the work directory")
+    args = p.parse_args()
+    if args.profile:
+        args.profile = os.path.abspath(args.profile)  # the server runs in the repository root
+    raise_nofile()
+    subprocess.run([str(BIN / "telematics"), "db", "start"], cwd=ROOT, check=True, stdout=sys.stderr)
+    name = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
+    dsn = create_database(name)
+    work = Path(tempfile.mkdtemp(prefix="e2e-", dir=ROOT / "var" / "tmp"))
+    log(f"database {name}, work directory {work}")
+    try:
+        result = asyncio.run(run(args, dsn, work))
+    finally:
+        if not args.keep:
+            drop_database(name)
+            shutil.rmtree(work, ignore_errors=True)
+    result = {
+        "command": "python -m bench.e2e " + " ".join(sys.argv[1:]),
+        "machine": {"cores": os.cpu_count(), "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[1]},
+        "terminals": args.terminals,
+        "mix": args.mix,
+        "rate_target": args.rate,
+        "window": args.window,
+        "duration_s": args.duration,
+        "batch_rows": args.batch_rows,
+        **result,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
