@@ -151,7 +151,10 @@ class Server:
             self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
 
     def terminal_ports(self) -> str:
-        return ", ".join(f"{name} tcp {port}" for name, port in self.ports.items() if name != "api")
+        transport = {"osmand": "http"}
+        return ", ".join(
+            f"{name} {transport.get(name, 'tcp')} {port}" for name, port in self.ports.items() if name != "api"
+        )
 
     async def _retention(self) -> None:
         assert self.pool is not None
