@@ -233,6 +233,8 @@ def write_config(path: Path, state: Path, args: argparse.Namespace) -> None:
         else:
             lines += ['host = "127.0.0.1"', "port = 0"]
     lines += [
+        "[mqtt]",
+        "enabled = false",  # phones over MQTT have their own benchmark (bench/mqtt_ingest.py)
         "[ingest]",
         f"batch_max_rows = {args.batch_rows}",
         f"batch_max_delay_ms = {args.batch_delay_ms}",

@@ -99,6 +99,12 @@ class Broker:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
+                # Reap it when this process started it: an exited child still answers kill(pid, 0).
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:
+                pass  # started by another process: watch it with kill(pid, 0)
+            try:
                 os.kill(pid, 0)
             except OSError:
                 break

@@ -75,9 +75,20 @@ class IngestSettings:
 
 @dataclass(slots=True)
 class MqttSettings:
+    """Phones over MQTT: the broker to subscribe to (see README, "MQTT topics")."""
+
+    enabled: bool = True
     embedded: bool = True  # start a private Mosquitto under <state_dir>/mosquitto
     host: str = "127.0.0.1"
     port: int = 51883
+    client_id: str = "telematics-ingest"  # fixed: the broker keeps this session's messages while we are away
+    username: str = ""
+    password: str = ""
+    qos: int = 1
+    keepalive_s: int = 60
+    session_expiry_s: int = 7 * 24 * 3600
+    receive_maximum: int = 2000  # unacknowledged messages in flight (MQTT v5)
+    reconnect_max_s: int = 30
 
 
 @dataclass(slots=True)
@@ -167,6 +178,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("database.chunk_interval_hours must be 1..168")
     if s.database.retention_days < 1:
         raise ConfigError("database.retention_days must be at least 1")
+    if s.mqtt.qos not in (0, 1):
+        raise ConfigError("mqtt.qos must be 0 or 1 (QoS 2 cannot be acknowledged after the commit)")
     if s.osmand.speed_unit not in ("knots", "kmh", "mps", "mph"):
         raise ConfigError("osmand.speed_unit must be knots, kmh, mps or mph")
     if not 1 <= s.workers <= 64:

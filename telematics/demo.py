@@ -41,9 +41,7 @@ def demo_devices() -> list[DeviceRecord]:
 
 
 async def run_demo(settings: Settings, broker: Broker) -> int:
-    if settings.mqtt.embedded:
-        await asyncio.to_thread(broker.start)
-    server = Server(settings)
+    server = Server(settings)  # starts the embedded database and broker when they are the ones in use
     await server.start()
     assert server.pool is not None
     async with server.pool.connection() as conn:

@@ -15,6 +15,7 @@ from ingest.batcher import Batcher
 from ingest.counters import Counters
 from ingest.jt808_server import Jt808Connection
 from ingest.metrics import IngestMetrics
+from ingest.mqtt_ingest import MqttIngest
 from ingest.osmand_http import OsmAndListener
 from ingest.ratelimit import ConnectLimiter
 from ingest.reports import ReportSink
@@ -24,6 +25,7 @@ from store import db, positions
 from store.cluster import Cluster
 from store.migrate import migrate
 from store.positions import PositionWriter
+from telematics.broker import Broker
 from telematics.config import TCP_PROTOCOLS, ListenerSettings, Settings
 from telematics.http import make_app
 from tracking import routes as tracking_routes
@@ -85,6 +87,7 @@ class Server:
         self.batcher: Batcher | None = None
         self.listeners: list[TcpListener] = []
         self.http_listeners: list[OsmAndListener] = []
+        self.mqtt: MqttIngest | None = None
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -140,6 +143,25 @@ class Server:
             self.ports["osmand"] = await osmand.start(s.osmand.host, s.osmand.port, reuse_port=self.reuse_port)
             self.http_listeners.append(osmand)
 
+        if s.mqtt.enabled and self.worker == 0:
+            # One subscriber per installation: its session (client id) is one; workers share TCP ports only.
+            self.mqtt = MqttIngest(
+                reports,
+                registry,
+                self.counters,
+                host=s.mqtt.host,
+                port=s.mqtt.port,
+                client_id=s.mqtt.client_id,
+                qos=s.mqtt.qos,
+                username=s.mqtt.username or None,
+                password=s.mqtt.password or None,
+                keepalive_s=s.mqtt.keepalive_s,
+                session_expiry_s=s.mqtt.session_expiry_s,
+                receive_maximum=s.mqtt.receive_maximum,
+                reconnect_max_s=float(s.mqtt.reconnect_max_s),
+            )
+            self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
+
         app = make_app(s.api_token(), tracking_routes.routes() + self.metrics.routes())
         app[tracking_routes.POOL] = self.pool
         self.runner = web.AppRunner(app, access_log=None)
@@ -149,6 +171,23 @@ class Server:
         self.ports["api"] = int(self.runner.addresses[0][1])
         if self.worker == 0:
             self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
+
+    async def _start_mqtt(self, ingest: MqttIngest) -> None:
+        """Start the embedded broker if it is ours, then subscribe; a broker that is away at start
+        delays only the phones over MQTT, not the server."""
+        s = self.settings.mqtt
+        if s.embedded:
+            await asyncio.to_thread(Broker(self.settings.state_path / "mosquitto", port=s.port, host=s.host).start)
+        delay = 1.0
+        while True:
+            try:
+                await ingest.start()
+                log.info("MQTT: subscribed at %s:%d", s.host, s.port)
+                return
+            except Exception as e:  # the broker is away or refuses us: say so, keep trying
+                log.warning("MQTT broker %s:%d not available (%s); retrying in %.0fs", s.host, s.port, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, float(s.reconnect_max_s))
 
     def terminal_ports(self) -> str:
         transport = {"osmand": "http"}
@@ -174,6 +213,8 @@ class Server:
             task.cancel()
         for listener in self.listeners:
             await listener.close()
+        if self.mqtt is not None:
+            await self.mqtt.close()
         for http_listener in self.http_listeners:
             await http_listener.close()  # before the batcher: pending answers still get their commit
         if self.runner is not None:

@@ -62,6 +62,7 @@ def test_settings(dsn: str, tmp: Path) -> Settings:
         listener = getattr(s, name)
         listener.host, listener.port = "127.0.0.1", 0
     s.ingest.batch_max_delay_ms = 5
+    s.mqtt.enabled = False  # the MQTT tests run their own broker and subscriber
     return s
 
 

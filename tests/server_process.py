@@ -102,7 +102,7 @@ class ServerProcess:
             "[ingest]",
             *(f"{k} = {v}" for k, v in ingest_settings.items()),
             "[mqtt]",
-            "embedded = false",
+            "enabled = false",
         ]
         self.config.write_text("\n".join(lines) + "\n")
 

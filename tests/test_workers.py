@@ -68,6 +68,7 @@ def served(fresh_database: str, tmp_path: Path) -> Iterator[tuple[subprocess.Pop
     lines = [f'state_dir = "{tmp_path}"', "workers = 2", "[api]", 'host = "127.0.0.1"', f"port = {_free_port()}"]
     for name in ("jt808", "gt06", "h02", "nmea", "osmand"):
         lines += [f"[{name}]", 'host = "127.0.0.1"', f"port = {port if name == 'jt808' else _free_port()}"]
+    lines += ["[mqtt]", "enabled = false"]
     config.write_text("\n".join(lines) + "\n")
     env = {**os.environ, "TELEMATICS_DSN": fresh_database, "TELEMATICS_API_TOKEN": "t"}
     proc = subprocess.Popen(
