@@ -258,7 +258,6 @@ async def start_server(config: Path, dsn: str, stderr_path: Path, profile: Path 
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=stderr_path.open("wb"),
-        preexec_fn=raise_nofile,  # the server does not raise its own descriptor limit (yet)
     )
     assert proc.stdout is not None
     ports: dict[str, int] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 from collections.abc import Callable
 from datetime import timedelta
 from types import ModuleType
@@ -32,6 +33,20 @@ from tracking import routes as tracking_routes
 from tracking.registry import Registry
 
 log = logging.getLogger("telematics")
+
+
+def raise_open_files_limit() -> int:
+    """Every terminal is a socket: take the hard limit on open files as the soft one (the common
+    default soft limit of 1,024 would refuse the 1,021st terminal). The soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open files limit from %d to %d: %s", soft, target, e)
+    return soft
 
 
 def cluster_for(settings: Settings) -> Cluster:
@@ -94,6 +109,7 @@ class Server:
 
     async def start(self) -> None:
         s = self.settings
+        log.info("open files limit: %d", raise_open_files_limit())
         dsn = await prepare_database(s)
         self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=10, open=False, kwargs=db.connection_settings(dsn))
         await self.pool.open(wait=True)

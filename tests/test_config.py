@@ -45,3 +45,18 @@ def test_bad_files_are_clear_errors(tmp_path: Path, text: str, message: str) -> 
     path.write_text(text)
     with pytest.raises(config.ConfigError, match=message):
         config.load(path, env={})
+
+
+def test_open_files_limit_raised_to_the_hard_limit() -> None:
+    import resource
+
+    from telematics.server import raise_open_files_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+        limit = raise_open_files_limit()
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == limit
+        assert limit == (hard if hard != resource.RLIM_INFINITY else 1 << 20)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
