@@ -30,21 +30,16 @@ from store.devices import DeviceRecord
 from telematics.broker import Broker
 from telematics.server import Server
 from tests.conftest import ROOT
+from tests.server_process import free_port
 from tracking.registry import Registry
 
 MakeIngest = Callable[..., Awaitable[MqttIngest]]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _new_broker() -> Broker:
     (ROOT / "var").mkdir(exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="test-mosquitto-", dir=ROOT / "var"))
-    broker = Broker(directory=directory, port=_free_port())
+    broker = Broker(directory=directory, port=free_port())
     broker.start()
     return broker
 
@@ -367,7 +362,7 @@ async def test_start_fails_without_a_broker(server: Server) -> None:
     assert server.batcher is not None and server.pool is not None
     counters = Counters()
     ingest = MqttIngest(
-        ReportSink(server.batcher, counters), Registry(server.pool), counters, host="127.0.0.1", port=_free_port()
+        ReportSink(server.batcher, counters), Registry(server.pool), counters, host="127.0.0.1", port=free_port()
     )
     with pytest.raises(aiomqtt.MqttError):
         await ingest.start()
@@ -385,7 +380,7 @@ async def test_the_composed_server_starts_its_broker_and_subscribes(
     state = Path(tempfile.mkdtemp(prefix="test-serve-mqtt-", dir=ROOT / "var"))
     settings = test_settings(fresh_database, state)
     settings.mqtt.enabled = True
-    settings.mqtt.port = _free_port()
+    settings.mqtt.port = free_port()
     settings.mqtt.client_id = _client_id()
     composed = Server(settings)
     await composed.start()

@@ -20,28 +20,19 @@ import pytest
 from store import devices
 from store.devices import DeviceRecord
 from tests.conftest import ROOT
+from tests.server_process import children, free_port
 from tests.terminal import Terminal
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _workers_of(parent: int) -> list[int]:
+    """The parent's worker processes (multiprocessing's spawn, not its resource tracker)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in children(parent):
         try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
         except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
+            continue  # gone meanwhile
     return found
 
 
@@ -63,11 +54,11 @@ def _accepts(port: int) -> bool:
 
 @pytest.fixture
 def served(fresh_database: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "telematics.toml"
-    lines = [f'state_dir = "{tmp_path}"', "workers = 2", "[api]", 'host = "127.0.0.1"', f"port = {_free_port()}"]
+    lines = [f'state_dir = "{tmp_path}"', "workers = 2", "[api]", 'host = "127.0.0.1"', f"port = {free_port()}"]
     for name in ("jt808", "gt06", "h02", "nmea", "osmand"):
-        lines += [f"[{name}]", 'host = "127.0.0.1"', f"port = {port if name == 'jt808' else _free_port()}"]
+        lines += [f"[{name}]", 'host = "127.0.0.1"', f"port = {port if name == 'jt808' else free_port()}"]
     lines += ["[mqtt]", "enabled = false"]
     config.write_text("\n".join(lines) + "\n")
     env = {**os.environ, "TELEMATICS_DSN": fresh_database, "TELEMATICS_API_TOKEN": "t"}
