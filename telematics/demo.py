@@ -61,7 +61,8 @@ async def run_demo(settings: Settings, broker: Broker) -> int:
         f"  Try:       curl -H 'Authorization: Bearer {token}' {api}/api/devices/{demo_uids(1)[0]}/latest\n"
         f"  Terminals: {server.terminal_ports()}\n"
         f"  MQTT:      {f'mqtt://{broker.host}:{broker.port}' if settings.mqtt.embedded else 'external'}\n"
-        "Ctrl-C stops the server and the fleet; the database keeps running (`telematics db stop`).\n",
+        "Ctrl-C stops the server and the fleet; the database and the broker keep running\n"
+        "(`telematics db stop`, `telematics broker stop`).\n",
         flush=True,
     )
     stop = asyncio.Event()

@@ -198,7 +198,6 @@ class Server:
         while True:
             try:
                 await ingest.start()
-                log.info("MQTT: subscribed at %s:%d", s.host, s.port)
                 return
             except Exception as e:  # the broker is away or refuses us: say so, keep trying
                 log.warning("MQTT broker %s:%d not available (%s); retrying in %.0fs", s.host, s.port, e, delay)
