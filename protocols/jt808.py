@@ -233,21 +233,21 @@ def gbk(data: bytes) -> str:
     return data.split(b"\x00", 1)[0].decode("gbk", errors="replace").strip()
 
 
+# The value of each packed-BCD byte (-1 when a nibble is not a decimal digit): one lookup per field
+# instead of hex text and int() on every report.
+_BCD_VALUE = tuple((b >> 4) * 10 + (b & 0x0F) if b >> 4 <= 9 and b & 0x0F <= 9 else -1 for b in range(256))
+
+
 def bcd_time(data: bytes) -> datetime | None:
     """BCD YYMMDDhhmmss in Beijing time to UTC; None when not a valid time."""
-    digits = bcd_digits(data)
-    if digits is None:
+    if len(data) != 6:
+        return None
+    v = _BCD_VALUE
+    yy, mo, dd, hh, mi, ss = v[data[0]], v[data[1]], v[data[2]], v[data[3]], v[data[4]], v[data[5]]
+    if yy < 0 or mo < 0 or dd < 0 or hh < 0 or mi < 0 or ss < 0:
         return None
     try:
-        local = datetime(
-            2000 + int(digits[0:2]),
-            int(digits[2:4]),
-            int(digits[4:6]),
-            int(digits[6:8]),
-            int(digits[8:10]),
-            int(digits[10:12]),
-            tzinfo=UTC,
-        )
+        local = datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=UTC)
     except ValueError:
         return None
     return local - BEIJING
