@@ -86,11 +86,12 @@ _REASON_SLUG = re.compile(r"[^a-z0-9]+")
 class _Connection:
     """One MQTT connection: its paho client and the received messages not yet acknowledged, in order."""
 
-    __slots__ = ("alive", "paho", "unacked")
+    __slots__ = ("alive", "paho", "subscribed", "unacked")
 
     def __init__(self, client: paho.Client) -> None:
         self.paho = client
         self.alive = True
+        self.subscribed = False
         self.unacked: deque[_Received] = deque()
 
     def flush(self) -> None:
@@ -203,7 +204,8 @@ class MqttIngest:
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and self._conn.alive
+        """Connected and subscribed."""
+        return self._conn is not None and self._conn.alive and self._conn.subscribed
 
     async def start(self) -> None:
         """Connect and subscribe; returns once subscribed. The first connection's failure is raised
@@ -294,6 +296,7 @@ class MqttIngest:
                     self._conn = conn
                     await self._subscribe(client)
                     self.counters.inc("mqtt.connections")
+                    conn.subscribed = True
                     if not subscribed.done():
                         subscribed.set_result(None)
                         log.info("MQTT subscribed at %s:%d as %s", self.host, self.port, self.client_id)

@@ -403,3 +403,4 @@ async def test_the_composed_server_starts_its_broker_and_subscribes(
     finally:
         await composed.close()
         _remove_broker(broker)
+        shutil.rmtree(state, ignore_errors=True)
