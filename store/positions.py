@@ -116,11 +116,6 @@ async def fix_seconds_by_uid(conn: psycopg.AsyncConnection) -> list[tuple[str, i
     return [(str(uid), int(t)) for uid, t in await cur.fetchall()]
 
 
-async def count_for_device(conn: psycopg.AsyncConnection, device_id: int) -> int:
-    cur = await conn.execute("SELECT count(*) FROM positions WHERE device_id = %s", (device_id,))
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
-
 
 async def set_chunk_interval(conn: psycopg.AsyncConnection, interval: timedelta) -> None:
     """Applies to chunks created from now on; existing chunks keep their size."""
