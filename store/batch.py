@@ -6,7 +6,7 @@ Missing optional values are NaN in float columns and -1 in `satellites`; they be
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -68,34 +68,6 @@ class PositionBatch:
             extras=[r.extras or None for r in rows],
         )
 
-    def rows(self) -> Iterator[tuple[Any, ...]]:
-        """Rows for COPY, in the column order of `COLUMNS`, with None for missing values."""
-
-        def nullable(a: npt.NDArray[Any]) -> list[Any]:
-            return [None if v != v else v for v in a.tolist()]  # NaN is the only value != itself
-
-        satellites = [None if v < 0 else v for v in self.satellites.tolist()]
-        return zip(
-            self.device_id.tolist(),
-            [from_micros(t) for t in self.fix_time.tolist()],
-            [from_micros(t) for t in self.receive_time.tolist()],
-            self.lat.tolist(),
-            self.lon.tolist(),
-            nullable(self.speed_kmh),
-            nullable(self.course),
-            nullable(self.altitude_m),
-            nullable(self.accuracy_m),
-            satellites,
-            self.valid.tolist(),
-            self.status.tolist(),
-            self.alarm.tolist(),
-            nullable(self.mileage_km),
-            self.h3_cell.tolist(),
-            self.protocol,
-            self.extras,
-            strict=True,
-        )
-
 
 COLUMNS = (
     "device_id",
@@ -144,7 +116,3 @@ class PositionRow:
 def to_micros(t: datetime) -> int:
     delta = t - _EPOCH
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_micros(us: int) -> datetime:
-    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)

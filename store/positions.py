@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
+from store import copy_binary
 from store.batch import COLUMNS, PositionBatch
 
 _COLS = ", ".join(COLUMNS)
@@ -19,25 +19,6 @@ _MERGE = (
     f"INSERT INTO positions ({_COLS}) SELECT {_COLS} FROM positions_staging "
     "ON CONFLICT (device_id, fix_time) DO NOTHING"
 )
-_TYPES = [
-    "int4",
-    "timestamptz",
-    "timestamptz",
-    "float8",
-    "float8",
-    "float4",
-    "float4",
-    "float4",
-    "float4",
-    "int2",
-    "bool",
-    "int8",
-    "int8",
-    "float8",
-    "int8",
-    "text",  # source_protocol: an enum's binary form is its label
-    "jsonb",
-]
 
 
 class PositionWriter:
@@ -65,11 +46,7 @@ class PositionWriter:
             self._staged = True
         async with conn.transaction():
             async with conn.cursor().copy(_COPY) as copy:  # type: ignore[arg-type]
-                copy.set_types(_TYPES)
-                for row in batch.rows():
-                    if row[-1] is not None:
-                        row = (*row[:-1], Jsonb(row[-1]))
-                    await copy.write_row(row)
+                await copy.write(copy_binary.encode(batch))
             cur = await conn.execute(_MERGE)  # type: ignore[arg-type]
             return cur.rowcount
 
@@ -114,7 +91,6 @@ async def fix_seconds_by_uid(conn: psycopg.AsyncConnection) -> list[tuple[str, i
         "SELECT d.uid, extract(epoch FROM p.fix_time)::bigint FROM positions p JOIN devices d ON d.id = p.device_id"
     )
     return [(str(uid), int(t)) for uid, t in await cur.fetchall()]
-
 
 
 async def set_chunk_interval(conn: psycopg.AsyncConnection, interval: timedelta) -> None:
