@@ -6,9 +6,11 @@ import math
 from datetime import datetime, timedelta
 
 import h3.api.basic_int as h3
+import numpy as np
+import numpy.typing as npt
 
 from protocols.messages import Position
-from store.batch import PositionRow
+from store.batch import PositionRow, to_micros
 
 EARLIEST = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
 
@@ -54,3 +56,23 @@ def to_row(
 
 def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
+
+
+EARLIEST_US = to_micros(EARLIEST)
+
+
+def fixes_ok(
+    lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64], time_us: npt.NDArray[np.int64], *, latest_us: int
+) -> npt.NDArray[np.bool_]:
+    """`to_row`'s checks for many fixes at once: which could be stored (the others go through
+    `to_row`, which says why not)."""
+    return (
+        (np.abs(lat) <= 90) & (np.abs(lon) <= 180) & (time_us >= EARLIEST_US) & (time_us <= latest_us)
+    )  # NaN compares false, so non-finite coordinates are refused too
+
+
+def h3_cells(lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64], resolution: int) -> npt.NDArray[np.int64]:
+    cell = h3.latlng_to_cell
+    return np.fromiter(
+        (cell(a, b, resolution) for a, b in zip(lat.tolist(), lon.tolist(), strict=True)), np.int64, len(lat)
+    )

@@ -9,8 +9,12 @@ with reading paused, so a report sent right behind its authentication is not ref
 
 from __future__ import annotations
 
+import asyncio
+
+from ingest.jt808_lane import Jt808Lane
 from ingest.terminal import ListenerContext, TerminalConnection
 from protocols import jt808
+from protocols.jt808_bulk import general_response_prefix
 from protocols.messages import Authentication, Decoded, FrameError, Message, Position, Registration
 
 REG_OK = 0
@@ -20,9 +24,44 @@ REG_TERMINAL_UNKNOWN = 4
 class Jt808Connection(TerminalConnection):
     frames_hold_many = True  # a 0x0704 batch: answered once, when all its positions are stored
 
-    def __init__(self, ctx: ListenerContext, connections: set[TerminalConnection]) -> None:
+    def __init__(
+        self, ctx: ListenerContext, connections: set[TerminalConnection], lane: Jt808Lane | None = None
+    ) -> None:
         super().__init__(ctx, connections)
         self._serial = 0
+        self.lane = lane
+        self.in_lane = False  # the lane holds reads of this connection not yet decoded
+        self.version = 0  # of the frames the terminal authenticated with
+        self.ack_prefix = b""  # the start of every 0x8001 to this terminal, once authenticated
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = asyncio.get_running_loop().time()
+        lane = self.lane
+        if lane is not None:
+            ready = self.ack_prefix and not self._busy and not self._backlog and not self.decoder.buffered
+            if ready and lane.offer(self, data):
+                return
+            if self.in_lane:
+                lane.flush()  # what the lane holds of this connection comes first
+        self.data_received_messages(self.decoder.feed(data))
+
+    # --- for the lane ----------------------------------------------------------------------
+
+    def decode_alone(self, data: bytes) -> None:
+        self.data_received_messages(self.decoder.feed(data))
+
+    def decode_frame(self, content: bytes) -> None:
+        """One frame (without its flags) the lane did not take."""
+        self.data_received_messages(self.decoder.frame(content))
+
+    def take_serials(self, count: int) -> int:
+        """Reserve `count` serials for answers; the first is the returned value + 1."""
+        first = self._serial
+        self._serial = (self._serial + count) & 0xFFFF
+        return first
+
+    def send_answers(self, data: bytes) -> None:
+        self._send(data)
 
     def _needs_lookup(self, m: Decoded) -> bool:
         return False  # the terminal is known by its authentication, not by the id in each header
@@ -71,6 +110,8 @@ class Jt808Connection(TerminalConnection):
             self._send(self._response(m, jt808.RESULT_FAILURE))
             return
         self.device = device
+        self.version = m.version
+        self.ack_prefix = general_response_prefix(m.device, m.version)
         self.ctx.counters.inc("jt808.authentications")
         self._send(self._response(m, jt808.RESULT_OK))
 

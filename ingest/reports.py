@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from ingest.batcher import Batcher
+from ingest.batcher import Batcher, Settle
 from ingest.counters import Counters
 from ingest.fixes import BadFix, to_row
 from protocols.messages import Position
+from store.batch import PositionBatch
 from store.devices import Device
 
 Done = Callable[[bool], None]
@@ -46,6 +47,11 @@ class ReportSink:
         for row in rows:
             self.batcher.submit(row, ack)
         return len(rows)
+
+    def submit_batch(self, batch: PositionBatch, settle: Settle, *, protocol: str) -> None:
+        """Queue rows a bulk decoder built in columns and `fixes_ok` passed."""
+        self.counters.inc(f"ingest.positions.{protocol}", len(batch))
+        self.batcher.submit_batch(batch, settle)
 
 
 class _AllCommitted:

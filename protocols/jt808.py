@@ -888,7 +888,7 @@ class Jt808Decoder:
                 # Two flags in a row: the first ended a frame we never saw; start again at the second.
                 pos = end
                 continue
-            decoded = self._frame(bytes(buf[start + 1 : end]), now)
+            decoded = self.frame(bytes(buf[start + 1 : end]), now)
             out.extend(decoded)
             # A candidate that fails as a whole may be junk running from a stray flag up to the start
             # flag of the next frame: its end flag is reused as a start, so one stray 0x7e costs no
@@ -906,7 +906,8 @@ class Jt808Decoder:
             buf.clear()
         return out
 
-    def _frame(self, escaped: bytes, now: float | None = None) -> list[Decoded]:
+    def frame(self, escaped: bytes, now: float | None = None) -> list[Decoded]:
+        """One frame's messages, from the bytes between its flags."""
         checked = self._check(escaped)
         if isinstance(checked, FrameError):
             return [checked]

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from protocols import jt808
 from protocols.columns import PositionColumns
-from protocols.messages import Decoded, Position
+from protocols.messages import Decoded, Heartbeat, Position
 
 _BEIJING_S = 8 * 3600
 _SIMPLE_ITEMS = {0x01: 4, 0x31: 1}  # items decoded in columns; any other item sends the frame per-frame
@@ -81,6 +81,19 @@ def _decode_frames(
     starts: npt.NDArray[np.int64],
     ends: npt.NDArray[np.int64],
 ) -> list[Decoded | PositionColumns]:
+    got = decode_columns(a, starts, ends)
+    if got is None:
+        return [d for i in range(len(starts)) for d in frames.frame(a[starts[i] + 1 : ends[i]].tobytes())]
+    cols, ok = got
+    return _merge(frames, a, starts, ends, ok, cols)
+
+
+def decode_columns(
+    a: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
+) -> tuple[PositionColumns, npt.NDArray[np.bool_]] | None:
+    """Columns for the frames between flags `starts[i]` and `ends[i]` of `a`, and which of them are
+    plain location reports (the others' rows are meaningless: decode those frame by frame).
+    None when there is too little to decode in columns."""
     n = len(starts)
     # Unescape: 7d 01 -> 7d, 7d 02 -> 7e; drop the second byte of each pair and all flags.
     esc = np.flatnonzero(a == jt808.ESC)
@@ -99,7 +112,7 @@ def _decode_frames(
     keep[ends] = False
     u = u[keep]
     if len(u) < 32:
-        return [d for i in range(n) for d in frames._frame(a[starts[i] + 1 : ends[i]].tobytes())]
+        return None
     s = starts + 1 - removed_before[starts + 1]  # content start in u
     e = ends - removed_before[ends]  # content end (exclusive) in u
     length = e - s
@@ -205,7 +218,7 @@ def _decode_frames(
         mileage_km=mileage,
         backfill=np.zeros(n, dtype=bool),
     )
-    return _merge(frames, a, starts, ends, ok, cols)
+    return cols, ok
 
 
 def _merge(
@@ -220,7 +233,7 @@ def _merge(
     in_columns = ok.copy()
     others: dict[int, list[Decoded]] = {}
     for i in np.flatnonzero(~ok).tolist():
-        decoded = frames._frame(a[starts[i] + 1 : ends[i]].tobytes())
+        decoded = frames.frame(a[starts[i] + 1 : ends[i]].tobytes())
         if len(decoded) == 1 and isinstance(decoded[0], Position) and decoded[0].msg_id == jt808.MSG_LOCATION:
             _set_row(cols, i, decoded[0])
             in_columns[i] = True
@@ -261,3 +274,52 @@ def _set_row(cols: PositionColumns, i: int, p: Position) -> None:
     cols.backfill[i] = p.backfill
     if p.extras:
         cols.extras[i] = p.extras
+
+
+def general_response_prefix(device: str, version: int) -> bytes:
+    """The fixed start of every 0x8001 to a terminal: message id, attributes, version, phone number.
+
+    What follows it is the platform's serial, the body (acked serial, acked id, result) and the
+    check code, which `encode_general_responses` fills in for many answers at once."""
+    hello = Heartbeat(protocol=jt808.PROTOCOL, device=device, version=version)
+    frame = jt808.encode_general_response(hello, 0, serial=0)
+    raw = jt808.unescape(frame[1:-1])
+    assert raw is not None  # the encoder's own output
+    return raw[: 15 if version == 2019 else 10]
+
+
+def encode_general_responses(
+    prefix: npt.NDArray[np.uint8],
+    serial: npt.NDArray[np.int64],
+    acked_serial: npt.NDArray[np.int64],
+    acked_id: npt.NDArray[np.int64],
+    result: npt.NDArray[np.int64],
+) -> tuple[bytes, npt.NDArray[np.int64]]:
+    """Many 0x8001 frames in one go: row i is `prefix[i]` (see `general_response_prefix`), then
+    the fields. Returns the frames back to back and the offset where each starts (n + 1 offsets),
+    so the answers to one terminal are one slice, written with one system call."""
+    n, p = prefix.shape
+    c = np.empty((n, p + 8), dtype=np.uint8)
+    c[:, :p] = prefix
+    for at, v in ((p, serial), (p + 2, acked_serial), (p + 4, acked_id)):
+        c[:, at] = v >> 8
+        c[:, at + 1] = v & 0xFF
+    c[:, p + 6] = result
+    c[:, p + 7] = np.bitwise_xor.reduce(c[:, : p + 7], axis=1)
+    flat = c.ravel()
+    special = (flat == jt808.FLAG) | (flat == jt808.ESC)
+    width = 1 + special.astype(np.int64)
+    body = np.repeat(flat, width)
+    at = (np.cumsum(width) - width)[special]
+    body[at] = jt808.ESC
+    body[at + 1] = flat[special] - 0x7C  # 7e -> 7d 02, 7d -> 7d 01
+    body_len = width.reshape(n, -1).sum(axis=1)
+    frame_len = body_len + 2
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(frame_len, out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=np.uint8)
+    out[offsets[:-1]] = jt808.FLAG
+    out[offsets[1:] - 1] = jt808.FLAG
+    row = np.repeat(np.arange(n), body_len)
+    out[np.arange(len(body)) + 2 * row + 1] = body
+    return out.tobytes(), offsets

@@ -68,6 +68,20 @@ class PositionBatch:
             extras=[r.extras or None for r in rows],
         )
 
+    def take(self, index: slice) -> PositionBatch:
+        """Some of the rows (numpy columns are views)."""
+        return PositionBatch(**{name: getattr(self, name)[index] for name in COLUMNS})
+
+    @classmethod
+    def concat(cls, batches: Sequence[PositionBatch]) -> PositionBatch:
+        if len(batches) == 1:
+            return batches[0]
+        fields: dict[str, Any] = {}
+        for name in COLUMNS:
+            parts = [getattr(b, name) for b in batches]
+            fields[name] = [v for p in parts for v in p] if isinstance(parts[0], list) else np.concatenate(parts)
+        return cls(**fields)
+
 
 COLUMNS = (
     "device_id",
