@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import signal
@@ -12,7 +13,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from store import db, devices
+from access import passwords, tokens
+from access.accounts import AccountError, check_name
+from store import db, devices, users
 from store.cluster import ClusterError
 from telematics import config
 from telematics import decode as decode_cli
@@ -156,6 +159,71 @@ async def _import(settings: config.Settings, what: str, path: Path) -> int:
     return 0
 
 
+# --- user ------------------------------------------------------------------------------------
+
+
+def _read_password() -> str:
+    """A password from standard input: typed without echo at a terminal, else the first line."""
+    if sys.stdin.isatty():
+        return getpass.getpass("password: ")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _user(settings: config.Settings, args: argparse.Namespace) -> int:
+    password_hash = None
+    if args.action == "password" or (args.action == "add" and args.password_stdin):
+        try:
+            password_hash = passwords.hash_password(_read_password())
+        except passwords.PasswordError as e:
+            print(f"user {args.action}: {e}", file=sys.stderr)
+            return 2
+    if args.action == "add":
+        try:
+            check_name(args.name)
+        except AccountError as e:
+            print(f"user add: {e}", file=sys.stderr)
+            return 2
+    return _run(_user_db(settings, args, password_hash))
+
+
+async def _user_db(settings: config.Settings, args: argparse.Namespace, password_hash: str | None) -> int:
+    dsn = await prepare_database(settings)
+    conn = await db.connect(dsn, autocommit=True)
+    try:
+        if args.action == "add":
+            unit = await users.unit_by_code(conn, args.unit)
+            if unit is None:
+                print(
+                    f"user add: no unit {args.unit!r}; create units first (telematics import units FILE.csv)",
+                    file=sys.stderr,
+                )
+                return 1
+            async with conn.transaction():
+                user = await users.create_user(conn, args.name, args.role, unit.id, password_hash)
+                if user is None:
+                    print(f"user add: a user named {args.name!r} exists already", file=sys.stderr)
+                    return 1
+                token = await tokens.issue(conn, user.id, "cli", None)
+            print(f"user {user.name!r} ({user.role}, unit {unit.code}) created; its token:", file=sys.stderr)
+            print(token)
+            return 0
+        user = await users.by_name(conn, args.name)
+        if user is None:
+            print(f"user {args.action}: no user named {args.name!r}", file=sys.stderr)
+            return 1
+        if args.action == "token":
+            print(await tokens.issue(conn, user.id, "cli", None))
+        elif args.action == "password":
+            await users.set_password(conn, user.id, password_hash)
+            print(f"password of {user.name!r} set", file=sys.stderr)
+        else:
+            n = await users.revoke_tokens(conn, user.id)
+            print(f"revoked {n} tokens of {user.name!r}", file=sys.stderr)
+        return 0
+    finally:
+        await conn.close()
+
+
 # --- demo -------------------------------------------------------------------------------------
 
 
@@ -205,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import devices or organisation units from CSV (all rows or none)")
     imp.add_argument("what", choices=["devices", "units"])
     imp.add_argument("file", type=Path)
+    usr = sub.add_parser("user", help="API users and their tokens")
+    usr_sub = usr.add_subparsers(dest="action", required=True)
+    add = usr_sub.add_parser("add", help="create a user and print a token for it (label cli, no expiry)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=users.ROLES)
+    add.add_argument("--unit", required=True, help="code of an existing organisation unit: the user sees it and below")
+    add.add_argument("--password-stdin", action="store_true", help="read a password for `POST /api/login` from stdin")
+    tok = usr_sub.add_parser("token", help="print a new token (no expiry) for a user")
+    tok.add_argument("name")
+    pwd = usr_sub.add_parser("password", help="set a user's password, read from stdin")
+    pwd.add_argument("name")
+    rev = usr_sub.add_parser("revoke", help="revoke every token of a user (logins and CLI tokens)")
+    rev.add_argument("name")
     return p
 
 
@@ -238,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             return _broker(settings, args.action)
         if args.command == "import":
             return _run(_import(settings, args.what, args.file))
+        if args.command == "user":
+            return _user(settings, args)
     except (db.DatabaseError, ClusterError, BrokerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

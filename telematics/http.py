@@ -2,37 +2,21 @@
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from psycopg_pool import AsyncConnectionPool
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def bearer_auth(token: str) -> Middleware:
-    expected = token.encode()
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/api/") or request.path == "/metrics":
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-                return web.json_response(
-                    {"error": "missing or wrong bearer token"},
-                    status=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="telematics"'},
-                )
-        return await handler(request)
-
-    return middleware
+from access import routes as access_routes
+from access.authenticator import Authenticator
+from access.middleware import authenticate
 
 
-def make_app(token: str, routes: list[web.RouteDef]) -> web.Application:
+def make_app(token: str, pool: AsyncConnectionPool, routes: list[web.RouteDef]) -> web.Application:
+    """`token` is the configured API token (a built-in admin that sees every unit); users' tokens
+    are looked up in the database through `pool`."""
     if not token:
         raise ValueError("the API needs a token")
-    app = web.Application(middlewares=[bearer_auth(token)])
-    app.add_routes(routes)
+    authenticator = Authenticator(pool, token)
+    app = web.Application(middlewares=[authenticate(authenticator)])
+    app[access_routes.ACCESS] = access_routes.Access(pool, authenticator)
+    app.add_routes(access_routes.routes() + routes)
     return app

@@ -1,0 +1,1 @@
+"""Users, roles, organisation-unit scope and authentication of the HTTP API."""
