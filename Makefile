@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test setup system timescaledb venv lint typecheck fuzz bench lock db-stop
+.PHONY: run test setup system timescaledb venv web lint typecheck fuzz bench lock db-stop
 
 run: setup
 	$(BIN)/telematics demo
@@ -14,7 +14,7 @@ test: setup
 	$(BIN)/ruff check .
 	bash .ci/pytest.sh
 
-setup: system timescaledb venv
+setup: system timescaledb venv web
 
 system:
 	@bash setup/system-packages.sh
@@ -30,12 +30,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
 
+# The map page's browser libraries, from npm into var/web/vendor (a no-op when web/package-lock.json is unchanged).
+web: system
+	@bash setup/web.sh
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy telematics protocols ingest store tracking bench
+	$(BIN)/mypy telematics protocols ingest store tracking geofence access bench web
 
 # Longer fuzzing of every decoder than the quick run inside `make test`.
 fuzz: setup

@@ -340,8 +340,10 @@ async def idle_phase(pid: int, port: int, count: int) -> dict[str, Any]:
 
 
 async def load_phase(args: argparse.Namespace, ports: dict[str, int], result_path: Path) -> None:
+    profile = ("-m", "cProfile", "-o", args.profile_fleet) if args.profile_fleet else ()
     argv = [
         sys.executable,
+        *profile,
         *("-m", "bench.fleet", "--port", str(ports["jt808"])),
         *("--gt06-port", str(ports.get("gt06", 0)), "--h02-port", str(ports.get("h02", 0))),
         *("--count", str(args.terminals), "--mix", args.mix, "--window", str(args.window)),
@@ -441,6 +443,7 @@ def main() -> None:
     p.add_argument("--progress", type=float, default=10)
     p.add_argument("--server-log-level", default="WARNING")
     p.add_argument("--profile", help="run the server under cProfile and write the profile here")
+    p.add_argument("--profile-fleet", type=lambda f: str(Path(f).resolve()), help="profile the fleet into this file")
     p.add_argument("--keep", action="store_true", help="keep the database and the work directory")
     args = p.parse_args()
     if args.profile:

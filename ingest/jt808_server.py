@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 
+from ingest.downlink import DownlinkUnsupported
 from ingest.jt808_lane import Jt808Lane
 from ingest.terminal import ListenerContext, TerminalConnection
 from protocols import jt808
 from protocols.jt808_bulk import general_response_prefix
-from protocols.messages import Authentication, Decoded, FrameError, Message, Position, Registration
+from protocols.messages import Authentication, CommandReply, Decoded, FrameError, Message, Position, Registration
 
 REG_OK = 0
 REG_TERMINAL_UNKNOWN = 4
@@ -33,6 +34,7 @@ class Jt808Connection(TerminalConnection):
         self.in_lane = False  # the lane holds reads of this connection not yet decoded
         self.version = 0  # of the frames the terminal authenticated with
         self.ack_prefix = b""  # the start of every 0x8001 to this terminal, once authenticated
+        self.phone = ""  # the phone number in the terminal's headers
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = asyncio.get_running_loop().time()
@@ -53,6 +55,20 @@ class Jt808Connection(TerminalConnection):
     def decode_frame(self, content: bytes) -> None:
         """One frame (without its flags) the lane did not take."""
         self.data_received_messages(self.decoder.frame(content))
+
+    def send_text(self, text: str, token: int) -> int:
+        """0x8300; the terminal's 0x0001 quotes the serial returned."""
+        serial = self._next_serial()
+        try:
+            frames = jt808.encode_text_message(self.phone, serial, text, version=self.version or 2013)
+        except jt808.ProtocolError as e:
+            raise DownlinkUnsupported(str(e)) from e
+        self._serial = (self._serial + len(frames) - 1) & 0xFFFF  # a long text goes in several packets
+        self._send(b"".join(frames))
+        return (serial + len(frames) - 1) & 0xFFFF  # answered packet by packet: the last one settles it
+
+    def _answer_key(self, m: CommandReply) -> int | None:
+        return m.reply_serial if m.reply_id == jt808.MSG_TEXT else None
 
     def take_serials(self, count: int) -> int:
         """Reserve `count` serials for answers; the first is the returned value + 1."""
@@ -109,9 +125,10 @@ class Jt808Connection(TerminalConnection):
             self.ctx.counters.bad_input("jt808.authentication_refused", self.peer, f"terminal {m.device}")
             self._send(self._response(m, jt808.RESULT_FAILURE))
             return
-        self.device = device
+        self.phone = m.device
         self.version = m.version
         self.ack_prefix = general_response_prefix(m.device, m.version)
+        self.identified(device)
         self.ctx.counters.inc("jt808.authentications")
         self._send(self._response(m, jt808.RESULT_OK))
 

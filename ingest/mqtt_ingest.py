@@ -72,9 +72,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.counters import Counters
+from ingest.downlink import Downlink
 from ingest.reports import ReportSink
 from protocols import phone_mqtt
-from protocols.messages import FrameError, Heartbeat, Logout, Position, Unsupported
+from protocols.messages import CommandReply, FrameError, Heartbeat, Logout, Position, Unsupported
 from store.devices import Device
 from tracking.registry import Registry
 
@@ -197,6 +198,8 @@ class MqttIngest:
         self._accepting = True
         self._flow = _Flow(self)
         self._conn: _Connection | None = None
+        self._client_now: aiomqtt.Client | None = None  # while connected: publishes to phones go through it
+        self.downlink: Downlink | None = None  # hears phones' acks of dispatcher messages
         self._task: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
 
@@ -294,6 +297,7 @@ class MqttIngest:
             try:
                 async with client:
                     self._conn = conn
+                    self._client_now = client
                     await self._subscribe(client)
                     self.counters.inc("mqtt.connections")
                     conn.subscribed = True
@@ -325,11 +329,19 @@ class MqttIngest:
                 self.counters.inc("mqtt.internal_errors")
                 log.exception("MQTT connection to %s:%d failed", self.host, self.port)
             finally:
+                self._client_now = None
                 if self._conn is not None:
                     self._conn.alive = False  # its pending acks die with it: the broker redelivers
                     self._conn = None
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.reconnect_max_s)
+
+    async def publish_message(self, uid: str, message_id: int, text: str) -> None:
+        """A dispatcher's message to a phone, QoS 1: returns once the broker has it."""
+        client = self._client_now
+        if client is None:
+            raise aiomqtt.MqttError("not connected to the broker")
+        await client.publish(phone_mqtt.message_topic_for(uid), phone_mqtt.encode_message(message_id, text), qos=1)
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         # Retained messages only for a subscription the resumed session does not hold already.
@@ -389,6 +401,7 @@ class MqttIngest:
         positions: list[Position] = []
         device_id = ""
         logouts = heartbeats = 0
+        replies: list[CommandReply] = []
         for m in phone_mqtt.decode_publish(received.topic, received.payload):
             if isinstance(m, FrameError):
                 counters.bad_input("mqtt.bad_messages", peer, m.reason)
@@ -402,6 +415,9 @@ class MqttIngest:
             elif isinstance(m, Heartbeat):
                 heartbeats += 1
                 device_id = m.device
+            elif isinstance(m, CommandReply):
+                replies.append(m)
+                device_id = m.device
             elif isinstance(m, Unsupported):
                 counters.inc("mqtt.unsupported")
         if device_id:
@@ -412,6 +428,10 @@ class MqttIngest:
                     counters.inc("mqtt.logouts", logouts)
                 if heartbeats:
                     counters.inc("mqtt.heartbeats", heartbeats)
+                for reply in replies:
+                    counters.inc("mqtt.message_acks")
+                    if self.downlink is not None:
+                        self.downlink.seen(device.id, reply.reply_serial)
                 if positions and self.reports.submit(device, positions, received, peer=peer):
                     return  # acked by ReportSink's callback after the commit
         received.settle()

@@ -18,9 +18,11 @@ from types import ModuleType
 from typing import Any, cast
 
 from ingest.counters import Counters
+from ingest.downlink import Downlink, DownlinkUnsupported
 from ingest.ratelimit import ConnectLimiter
 from ingest.reports import ReportSink
-from protocols.messages import Decoded, FrameError, Login, Logout, Message, Position, Unsupported
+from protocols import gt06
+from protocols.messages import CommandReply, Decoded, FrameError, Login, Logout, Message, Position, Unsupported
 from store.devices import Device
 from tracking.registry import Registry
 
@@ -39,6 +41,7 @@ class ListenerContext:
     codec: ModuleType  # the protocol module: a decoder class and `ack_for`
     make_decoder: Callable[[], Any]
     connects: ConnectLimiter | None = None
+    downlink: Downlink | None = None
 
 
 class TerminalConnection(asyncio.Protocol):
@@ -79,6 +82,8 @@ class TerminalConnection(asyncio.Protocol):
         flush = getattr(self.decoder, "flush", None)
         if flush is not None:  # NMEA holds the last fix until it knows its sentence set is complete
             self.data_received_messages(flush())
+        if self.ctx.downlink is not None and self.device is not None:
+            self.ctx.downlink.detach(self.device.id, self)
         self._connections.discard(self)
         self.ctx.reports.batcher.unregister(self)
         self.transport = None
@@ -148,7 +153,31 @@ class TerminalConnection(asyncio.Protocol):
             # Remember the refusal for this id, so its next messages are dropped without a lookup each.
             self.device = Device(-1, m.device, "other", "", None, None, self.name, None, False)
             return
+        self.identified(device)
+
+    def identified(self, device: Device) -> None:
+        """The terminal on this connection is `device`: texts for it come here now."""
+        downlink = self.ctx.downlink
+        if downlink is not None and self.device is not None and self.device.id != device.id:
+            downlink.detach(self.device.id, self)
         self.device = device
+        if downlink is not None:
+            downlink.attach(device.id, device.uid, self)
+
+    def send_text(self, text: str, token: int) -> int:
+        """A dispatcher's text; the number the terminal's answer quotes."""
+        if self.name != gt06.PROTOCOL:
+            raise DownlinkUnsupported(f"{self.name} terminals have no text message")
+        try:
+            frame = gt06.encode_command(text, serial=token & 0xFFFF, server_flag=token & 0xFFFFFFFF)
+        except gt06.ProtocolError as e:
+            raise DownlinkUnsupported(str(e)) from e
+        self._send(frame)
+        return token & 0xFFFFFFFF
+
+    def _answer_key(self, m: CommandReply) -> int | None:
+        """Which text a terminal's reply answers (GT06 quotes the server flag of the command)."""
+        return m.reply_serial
 
     def _handle(self, m: Decoded) -> None:
         counters = self.ctx.counters
@@ -161,6 +190,10 @@ class TerminalConnection(asyncio.Protocol):
             counters.bad_input(f"{self.name}.unsupported", self.peer, f"message {m.msg_id:#x} not supported")
         else:
             counters.inc(f"{self.name}.{type(m).__name__.lower()}")
+            if isinstance(m, CommandReply) and self.ctx.downlink is not None and self.device is not None:
+                key = self._answer_key(m)
+                if key is not None:
+                    self.ctx.downlink.answered(self.device.id, key, m.result == 0, m.text or None)
             if isinstance(m, Login):
                 log.info("%s terminal %s logged in from %s", self.name, m.device, self.peer)
         self._send(self._ack(m))

@@ -13,6 +13,8 @@ is JSON, a msgpack map header (0x80-0x8f, 0xde, 0xdf) is msgpack; anything else 
 | `owntracks/<user>/<device>/event` | OwnTracks app | `transition` | Unsupported |
 | `city/<device>/location` | our phone app, fleet simulator | `location` (may be omitted) | Position |
 | `city/<device>/event` | our phone app | `checkin`, `checkout` | Position with `extras.event` |
+| `city/<device>/event` | our phone app | `ack` with `id` (message seen) | CommandReply (`reply_serial`: id) |
+| `city/<device>/message` | the server, to the phone | `message` with `id`, `text` | (`encode_message`) |
 
 The server subscribes to the filters in `SUBSCRIPTIONS` (QoS 1 recommended):
 `owntracks/+/+`, `owntracks/+/+/event`, `city/+/location`, `city/+/event`.
@@ -53,6 +55,7 @@ from typing import Any
 import msgpack
 
 from protocols.messages import (
+    CommandReply,
     Decoded,
     FrameError,
     Heartbeat,
@@ -123,9 +126,25 @@ def decode_publish(topic: str, payload: bytes) -> list[Decoded]:
             return [_error(f"bad {e.field}", payload, device)]
     if kind == "lwt":
         return [Logout(protocol=PROTOCOL, device=device)]
+    if kind == "ack":
+        message_id = doc.get("id")
+        if not isinstance(message_id, int) or isinstance(message_id, bool) or message_id < 0:
+            return [_error("bad id", payload, device)]
+        return [CommandReply(protocol=PROTOCOL, device=device, reply_serial=message_id, result=0)]
     if kind in _HEARTBEAT_TYPES:
         return [Heartbeat(protocol=PROTOCOL, device=device, extras={"type": kind})]
     return [Unsupported(protocol=PROTOCOL, device=device, body=payload)]
+
+
+def message_topic_for(device: str) -> str:
+    """The topic a phone subscribes to for the dispatcher's messages."""
+    return f"city/{_level(device)}/message"
+
+
+def encode_message(message_id: int, text: str, *, fmt: str = "json") -> bytes:
+    """A dispatcher's message to a phone; the app answers on its event topic with
+    `{"_type": "ack", "id": <message_id>}` once the inspector has seen it."""
+    return _dump({"_type": "message", "id": message_id, "text": text}, fmt)
 
 
 def encode_location(position: Position, *, fmt: str = "json") -> bytes:

@@ -8,6 +8,7 @@ packages=(
   cmake gcc g++ make dpkg-dev              # TimescaleDB build; dpkg-dev provides `apt-get source`
   mosquitto mosquitto-clients              # MQTT broker for phones (tests and demo)
   python3 python3-venv python3-dev         # the virtualenv
+  chromium fonts-wqy-microhei              # browser tests of the dispatcher page (Chinese labels need a CJK font)
   ca-certificates
 )
 

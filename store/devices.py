@@ -101,3 +101,11 @@ async def ensure(conn: psycopg.AsyncConnection, uid: str, protocol: str) -> Devi
     device = await by_uid(conn, uid)
     assert device is not None
     return device
+
+
+async def by_ids(conn: psycopg.AsyncConnection, ids: Sequence[int]) -> dict[int, Device]:
+    cur = await conn.execute(
+        f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ANY(%s)",  # type: ignore[arg-type]
+        (list(ids),),
+    )
+    return {row[0]: Device(*row) for row in await cur.fetchall()}

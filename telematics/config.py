@@ -47,6 +47,10 @@ class ListenerSettings:
 class Jt808Settings(ListenerSettings):
     port: int = 5015
     lenient: bool = False  # accept frames with wrong check codes / unescaped 0x7d (see protocols/jt808.py)
+    # Decode the location reports of all connections together in numpy columns (ingest/jt808_lane.py);
+    # off: every connection decodes its frames one by one (the reference path).
+    bulk: bool = True
+    bulk_delay_ms: float = 3.0  # how long the lane gathers reads before decoding them together
 
 
 @dataclass(slots=True)
@@ -92,6 +96,18 @@ class MqttSettings:
 
 
 @dataclass(slots=True)
+class WebSettings:
+    """The dispatcher's map page. Its basemap: `pmtiles_path`, else `tile_url`, else none (a plain background
+    with a graticule: the page works with no tile server at all)."""
+
+    pmtiles_path: str = ""  # a PMTiles file (raster tiles, or vector tiles in the Protomaps schema)
+    tile_url: str = ""  # XYZ raster tiles, e.g. "http://tiles.example.gov/{z}/{x}/{y}.png"
+    tiles_gcj02: bool = False  # the basemap is in GCJ-02: the page asks the API for crs=gcj02 coordinates
+    center: list[float] = field(default_factory=list)  # [lon, lat] at start; empty: fit the whole fleet
+    zoom: float = 11.0
+
+
+@dataclass(slots=True)
 class Settings:
     state_dir: str = "var"
     log_level: str = "INFO"
@@ -106,6 +122,7 @@ class Settings:
     osmand: OsmAndSettings = field(default_factory=OsmAndSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def state_path(self) -> Path:
@@ -193,6 +210,18 @@ def _validate(s: Settings) -> None:
     for name in ("batch_max_rows", "batch_max_delay_ms", "max_pending_rows"):
         if getattr(s.ingest, name) < 1:
             raise ConfigError(f"ingest.{name} must be positive")
+    center = s.web.center
+    if center and not (
+        len(center) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in center)
+        and -180 <= center[0] <= 180
+        and -90 <= center[1] <= 90
+    ):
+        raise ConfigError("web.center must be [lon, lat] (degrees) or empty")
+    if not 0 <= s.web.zoom <= 22:
+        raise ConfigError("web.zoom must be 0..22")
+    if s.web.tile_url and not all(f"{{{k}}}" in s.web.tile_url for k in "zxy"):
+        raise ConfigError("web.tile_url must contain {z}, {x} and {y}")
 
 
 def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:

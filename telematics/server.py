@@ -8,12 +8,15 @@ import resource
 from collections.abc import Callable
 from datetime import timedelta
 from types import ModuleType
+from typing import Any
 
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.batcher import Batcher
 from ingest.counters import Counters
+from ingest.downlink import Downlink
+from ingest.jt808_lane import Jt808Lane
 from ingest.jt808_server import Jt808Connection
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_ingest import MqttIngest
@@ -22,13 +25,14 @@ from ingest.ratelimit import ConnectLimiter
 from ingest.reports import ReportSink
 from ingest.terminal import ListenerContext, TcpListener, TerminalConnection
 from protocols import gt06, h02, jt808, nmea
-from store import db, positions
+from store import db, messages, positions
 from store.cluster import Cluster
 from store.migrate import migrate
 from store.positions import PositionWriter
 from telematics.broker import Broker
 from telematics.config import TCP_PROTOCOLS, ListenerSettings, Settings
 from telematics.http import make_app
+from tracking import messages_api
 from tracking import routes as tracking_routes
 from tracking.registry import Registry
 
@@ -74,7 +78,9 @@ async def prepare_database(settings: Settings) -> str:
     return dsn
 
 
-def _tcp_listener(name: str, s: Settings, reports: ReportSink, registry: Registry, counters: Counters) -> TcpListener:
+def _tcp_listener(
+    name: str, s: Settings, reports: ReportSink, registry: Registry, counters: Counters, downlink: Downlink
+) -> TcpListener:
     codecs: dict[str, tuple[ModuleType, Callable[[], object], type[TerminalConnection]]] = {
         "jt808": (jt808, lambda: jt808.Jt808Decoder(lenient=s.jt808.lenient), Jt808Connection),
         "gt06": (gt06, gt06.Gt06Decoder, TerminalConnection),
@@ -83,10 +89,12 @@ def _tcp_listener(name: str, s: Settings, reports: ReportSink, registry: Registr
     }
     codec, make_decoder, connection = codecs[name]
     connects = ConnectLimiter(s.ingest.connects_per_ip_per_s, s.ingest.connects_burst)
-    ctx = ListenerContext(reports, registry, counters, codec, make_decoder, connects)
-    return TcpListener(
-        name, lambda conns: connection(ctx, conns), counters, idle_timeout=getattr(s, name).idle_timeout_s
-    )
+    ctx = ListenerContext(reports, registry, counters, codec, make_decoder, connects, downlink)
+    factory: Callable[[set[Any]], TerminalConnection] = lambda conns: connection(ctx, conns)  # noqa: E731
+    if name == "jt808" and s.jt808.bulk:
+        lane = Jt808Lane(reports, delay=s.jt808.bulk_delay_ms / 1000)
+        factory = lambda conns: Jt808Connection(ctx, conns, lane)  # noqa: E731
+    return TcpListener(name, factory, counters, idle_timeout=getattr(s, name).idle_timeout_s)
 
 
 class Server:
@@ -103,6 +111,7 @@ class Server:
         self.listeners: list[TcpListener] = []
         self.http_listeners: list[OsmAndListener] = []
         self.mqtt: MqttIngest | None = None
+        self.downlink: Downlink | None = None
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -135,11 +144,13 @@ class Server:
             max_future=timedelta(seconds=s.ingest.max_future_s),
         )
 
+        self.downlink = Downlink(self.pool)
+        await self.downlink.start(dsn)
         for name in TCP_PROTOCOLS:
             listener_settings: ListenerSettings = getattr(s, name)
             if not listener_settings.enabled:
                 continue
-            listener = _tcp_listener(name, s, reports, registry, self.counters)
+            listener = _tcp_listener(name, s, reports, registry, self.counters, self.downlink)
             self.ports[name] = await listener.start(
                 listener_settings.host, listener_settings.port, reuse_port=self.reuse_port
             )
@@ -176,10 +187,13 @@ class Server:
                 receive_maximum=s.mqtt.receive_maximum,
                 reconnect_max_s=float(s.mqtt.reconnect_max_s),
             )
+            self.mqtt.downlink = self.downlink
+            self.downlink.publish_phone = self.mqtt.publish_message
             self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
 
-        app = make_app(s.api_token(), tracking_routes.routes() + self.metrics.routes())
+        app = make_app(s.api_token(), self.pool, tracking_routes.routes() + self.metrics.routes())
         app[tracking_routes.POOL] = self.pool
+        app[messages_api.POOL] = self.pool
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.api.host, s.api.port, reuse_address=True, reuse_port=self.reuse_port or None)
@@ -187,6 +201,7 @@ class Server:
         self.ports["api"] = int(self.runner.addresses[0][1])
         if self.worker == 0:
             self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
+            self._tasks.append(asyncio.create_task(self._expire_messages(), name="message-expiry"))
 
     async def _start_mqtt(self, ingest: MqttIngest) -> None:
         """Start the embedded broker if it is ours, then subscribe; a broker that is away at start
@@ -223,9 +238,21 @@ class Server:
                 log.exception("retention run failed; trying again at the next interval")
             await asyncio.sleep(self.settings.database.retention_check_minutes * 60)
 
+    async def _expire_messages(self) -> None:
+        assert self.pool is not None
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    await messages.expire(conn)
+            except Exception:
+                log.exception("expiring messages failed; trying again shortly")
+            await asyncio.sleep(30)
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.downlink is not None:
+            await self.downlink.close()
         for listener in self.listeners:
             await listener.close()
         if self.mqtt is not None:

@@ -7,8 +7,10 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from access.principal import principal
 from store import devices, positions
 from store.positions import StoredPosition
+from tracking import messages_api
 
 POOL = web.AppKey("pool", AsyncConnectionPool)
 
@@ -39,7 +41,7 @@ async def latest_position(request: web.Request) -> web.Response:
     uid = request.match_info["uid"]
     async with request.app[POOL].connection() as conn:
         device = await devices.by_uid(conn, uid)
-        if device is None:
+        if device is None or not principal(request).sees_unit(device.org_unit_id):  # outside the scope: unknown
             return web.json_response({"error": f"no device {uid!r}"}, status=404)
         latest = await positions.latest(conn, device.id)
     if latest is None:
@@ -48,4 +50,4 @@ async def latest_position(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/api/devices/{uid}/latest", latest_position)]
+    return [web.get("/api/devices/{uid}/latest", latest_position), *messages_api.routes()]
