@@ -22,7 +22,17 @@ from ingest.downlink import Downlink, DownlinkUnsupported
 from ingest.ratelimit import ConnectLimiter
 from ingest.reports import ReportSink
 from protocols import gt06
-from protocols.messages import CommandReply, Decoded, FrameError, Login, Logout, Message, Position, Unsupported
+from protocols.messages import (
+    CommandReply,
+    Decoded,
+    FrameError,
+    Heartbeat,
+    Login,
+    Logout,
+    Message,
+    Position,
+    Unsupported,
+)
 from store.devices import Device
 from tracking.registry import Registry
 
@@ -42,6 +52,7 @@ class ListenerContext:
     make_decoder: Callable[[], Any]
     connects: ConnectLimiter | None = None
     downlink: Downlink | None = None
+    seen: Callable[[int], None] | None = None  # a sign of life without a position (heartbeats), by device id
 
 
 class TerminalConnection(asyncio.Protocol):
@@ -190,6 +201,8 @@ class TerminalConnection(asyncio.Protocol):
             counters.bad_input(f"{self.name}.unsupported", self.peer, f"message {m.msg_id:#x} not supported")
         else:
             counters.inc(f"{self.name}.{type(m).__name__.lower()}")
+            if isinstance(m, Heartbeat) and self.ctx.seen is not None and self.device is not None:
+                self.ctx.seen(self.device.id)
             if isinstance(m, CommandReply) and self.ctx.downlink is not None and self.device is not None:
                 key = self._answer_key(m)
                 if key is not None:

@@ -199,9 +199,11 @@ class CatalogDevice(NamedTuple):
     enabled: bool
 
 
-async def device_catalog(conn: psycopg.AsyncConnection) -> list[CatalogDevice]:
-    """Every device (disabled ones too, marked so), by id."""
+async def device_catalog(conn: psycopg.AsyncConnection, changed_after: datetime | None = None) -> list[CatalogDevice]:
+    """Every device (disabled ones too, marked so), by id; or those changed after a time."""
     cur = await conn.execute(
-        "SELECT id, uid, kind::text, name, plate, org_unit_id, protocol::text, enabled FROM devices ORDER BY id"
+        "SELECT id, uid, kind::text, name, plate, org_unit_id, protocol::text, enabled FROM devices"
+        " WHERE %s::timestamptz IS NULL OR updated_at > %s ORDER BY id",
+        (changed_after, changed_after),
     )
     return [CatalogDevice(*row) for row in await cur.fetchall()]

@@ -34,6 +34,9 @@ from telematics.config import TCP_PROTOCOLS, ListenerSettings, Settings
 from telematics.http import make_app
 from tracking import messages_api
 from tracking import routes as tracking_routes
+from tracking.live import LiveState
+from tracking.live_api import LIVE, LiveHub
+from tracking.live_service import LiveService
 from tracking.registry import Registry
 
 log = logging.getLogger("telematics")
@@ -79,7 +82,13 @@ async def prepare_database(settings: Settings) -> str:
 
 
 def _tcp_listener(
-    name: str, s: Settings, reports: ReportSink, registry: Registry, counters: Counters, downlink: Downlink
+    name: str,
+    s: Settings,
+    reports: ReportSink,
+    registry: Registry,
+    counters: Counters,
+    downlink: Downlink,
+    seen: Callable[[int], None],
 ) -> TcpListener:
     codecs: dict[str, tuple[ModuleType, Callable[[], object], type[TerminalConnection]]] = {
         "jt808": (jt808, lambda: jt808.Jt808Decoder(lenient=s.jt808.lenient), Jt808Connection),
@@ -89,7 +98,7 @@ def _tcp_listener(
     }
     codec, make_decoder, connection = codecs[name]
     connects = ConnectLimiter(s.ingest.connects_per_ip_per_s, s.ingest.connects_burst)
-    ctx = ListenerContext(reports, registry, counters, codec, make_decoder, connects, downlink)
+    ctx = ListenerContext(reports, registry, counters, codec, make_decoder, connects, downlink, seen)
     factory: Callable[[set[Any]], TerminalConnection] = lambda conns: connection(ctx, conns)  # noqa: E731
     if name == "jt808" and s.jt808.bulk:
         lane = Jt808Lane(reports, delay=s.jt808.bulk_delay_ms / 1000)
@@ -112,6 +121,8 @@ class Server:
         self.http_listeners: list[OsmAndListener] = []
         self.mqtt: MqttIngest | None = None
         self.downlink: Downlink | None = None
+        self.live: LiveService | None = None
+        self.hub: LiveHub | None = None
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -144,13 +155,16 @@ class Server:
             max_future=timedelta(seconds=s.ingest.max_future_s),
         )
 
+        self.live = LiveService(self.pool, LiveState(), shared=s.workers > 1)
+        await self.live.start()
+        self.batcher.on_commit.append(self.live.committed)
         self.downlink = Downlink(self.pool)
         await self.downlink.start(dsn)
         for name in TCP_PROTOCOLS:
             listener_settings: ListenerSettings = getattr(s, name)
             if not listener_settings.enabled:
                 continue
-            listener = _tcp_listener(name, s, reports, registry, self.counters, self.downlink)
+            listener = _tcp_listener(name, s, reports, registry, self.counters, self.downlink, self.live.seen)
             self.ports[name] = await listener.start(
                 listener_settings.host, listener_settings.port, reuse_port=self.reuse_port
             )
@@ -194,6 +208,9 @@ class Server:
         app = make_app(s.api_token(), self.pool, tracking_routes.routes() + self.metrics.routes())
         app[tracking_routes.POOL] = self.pool
         app[messages_api.POOL] = self.pool
+        self.hub = LiveHub(self.live, self.pool)
+        await self.hub.start(dsn)
+        app[LIVE] = self.hub
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.api.host, s.api.port, reuse_address=True, reuse_port=self.reuse_port or None)
@@ -253,6 +270,8 @@ class Server:
             task.cancel()
         if self.downlink is not None:
             await self.downlink.close()
+        if self.hub is not None:
+            await self.hub.close()
         for listener in self.listeners:
             await listener.close()
         if self.mqtt is not None:
@@ -263,5 +282,7 @@ class Server:
             await self.runner.cleanup()
         if self.batcher is not None:
             await self.batcher.close()
+        if self.live is not None:
+            await self.live.close()
         if self.pool is not None:
             await self.pool.close()

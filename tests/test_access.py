@@ -150,8 +150,8 @@ async def test_query_token_only_on_websocket_paths(server: Server, db: psycopg.A
     _, token = await _new_user(db, "auditor", tree.east)
     api = _api(server)
     async with aiohttp.ClientSession() as http:
-        # Past authentication, a path that has no route yet answers 404; without it, 401.
-        assert (await _get(http, f"{api}/api/live/ws?token={token}"))[0] == 404
+        # Past authentication, a plain GET of the WebSocket route is refused for not upgrading; without it, 401.
+        assert (await _get(http, f"{api}/api/live/ws?token={token}"))[0] == 400
         assert (await _get(http, f"{api}/api/live/ws?token=wrong"))[0] == 401
         assert (await _get(http, f"{api}/api/live/ws"))[0] == 401
         assert (await _get(http, f"{api}/api/me?token={token}"))[0] == 401

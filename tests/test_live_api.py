@@ -1,0 +1,115 @@
+"""The live map's API against the real server: live state, counts, select, the WebSocket feed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from store import devices
+from store.devices import DeviceRecord
+from telematics.server import Server
+from tests.conftest import API_TOKEN
+from tests.terminal import Terminal
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+async def _terminal(server: Server, db: psycopg.AsyncConnection, kind: str = "muck") -> tuple[Terminal, int]:
+    uid = "16" + str(secrets.randbelow(10**9)).rjust(9, "0")
+    await devices.upsert_devices(db, [DeviceRecord(uid=uid, kind=kind, name=f"live {uid[-4:]}")])
+    device = await devices.by_uid(db, uid)
+    assert device is not None
+    assert server.live is not None
+    await server.live._refresh()  # devices added a moment ago: no waiting for the periodic look
+    t = await Terminal(uid).connect(server.ports["jt808"])
+    _, code = await t.register()
+    assert await t.authenticate(code) == 0
+    return t, device.id
+
+
+async def _get(server: Server, path: str) -> Any:
+    url = f"http://127.0.0.1:{server.ports['api']}{path}"
+    async with aiohttp.ClientSession(headers=AUTH) as http, http.get(url) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def _post(server: Server, path: str, body: Any) -> tuple[int, Any]:
+    url = f"http://127.0.0.1:{server.ports['api']}{path}"
+    async with aiohttp.ClientSession(headers=AUTH) as http, http.post(url, json=body) as r:
+        return r.status, await r.json()
+
+
+async def test_live_state_counts_and_select(server: Server, db: psycopg.AsyncConnection) -> None:
+    t, device_id = await _terminal(server, db)
+    await t.report(_now() - timedelta(seconds=5), 31.2001, 121.4001, speed_kmh=30)
+    await t.general_response()
+    await t.report(_now() - timedelta(hours=1), 31.5, 121.9)  # late: must not move the device back
+    await t.general_response()
+    live = await _get(server, "/api/live?bbox=121.3,31.1,121.5,31.3")
+    (row,) = [d for d in live["devices"] if d["id"] == device_id]
+    assert (row["lat"], row["lon"], row["status"], row["moving"]) == (31.2001, 121.4001, "online", True)
+    gcj = await _get(server, "/api/live?bbox=121.3,31.1,121.5,31.3&crs=gcj02")
+    (shifted,) = [d for d in gcj["devices"] if d["id"] == device_id]
+    assert 0.001 < abs(shifted["lon"] - 121.4001) < 0.01  # GCJ-02 is a few hundred metres off
+    outside = await _get(server, "/api/live?bbox=100,20,101,21")
+    assert device_id not in [d["id"] for d in outside["devices"]]
+
+    counts = await _get(server, "/api/live/counts")
+    assert counts["total"]["online"] >= 1 and counts["by_kind"]["muck"]["online"] >= 1
+
+    status, picked = await _post(server, "/api/select", {"circle": {"lat": 31.2, "lon": 121.4, "radius_m": 300}})
+    assert status == 200 and device_id in [d["id"] for d in picked["devices"]]
+    status, picked = await _post(server, "/api/select", {"circle": {"lat": 31.3, "lon": 121.4, "radius_m": 300}})
+    assert status == 200 and device_id not in [d["id"] for d in picked["devices"]]
+    polygon = {"type": "Polygon", "coordinates": [[[121.39, 31.19], [121.41, 31.19], [121.41, 31.21], [121.39, 31.19]]]}
+    status, picked = await _post(server, "/api/select", {"polygon": polygon})
+    assert status == 200 and device_id in [d["id"] for d in picked["devices"]]
+    status, error = await _post(server, "/api/select", {"circle": {"lat": 95, "lon": 0, "radius_m": 1}})
+    assert status == 400 and "error" in error
+    await t.close()
+
+
+async def test_websocket_snapshot_then_deltas(server: Server, db: psycopg.AsyncConnection) -> None:
+    t, device_id = await _terminal(server, db, kind="sanitation")
+    await t.report(_now() - timedelta(seconds=20), 30.6, 114.3)
+    await t.general_response()
+    url = f"ws://127.0.0.1:{server.ports['api']}/api/live/ws?token={API_TOKEN}"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.send_str(
+            json.dumps({"type": "subscribe", "bbox": [114.0, 30.0, 115.0, 31.0], "kinds": ["sanitation"]})
+        )
+        snapshot = json.loads((await ws.receive(timeout=5)).data)
+        assert snapshot["type"] == "snapshot"
+        assert [d["lat"] for d in snapshot["devices"] if d["id"] == device_id] == [30.6]
+        await t.report(_now() - timedelta(seconds=1), 30.61, 114.31)
+        await t.general_response()
+        deadline = asyncio.get_running_loop().time() + 5
+        while True:
+            doc = json.loads((await ws.receive(timeout=5)).data)
+            if doc["type"] == "delta" and any(d["id"] == device_id for d in doc["devices"]):
+                (row,) = [d for d in doc["devices"] if d["id"] == device_id]
+                assert row["lat"] == 30.61
+                break
+            assert asyncio.get_running_loop().time() < deadline
+    await t.close()
+
+
+async def test_websocket_needs_a_token(server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        url = f"ws://127.0.0.1:{server.ports['api']}/api/live/ws?token=wrong"
+        try:
+            async with http.ws_connect(url):
+                raise AssertionError("connected without a valid token")
+        except aiohttp.WSServerHandshakeError as e:
+            assert e.status == 401
