@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the map page's browser libraries (web/package.json, locked by web/package-lock.json) with the
 # machine's own npm configuration, and copies only the files the page loads into var/web/vendor/, which the
-# server serves at /vendor/. `npm ci` runs in var/web/npm/<hash of the lock file and this script>, so a second
-# run with nothing changed only compares one hash. To change a version: edit web/package.json, then in web/
+# server serves at /vendor/. `npm ci` runs in var/web/npm/<hash of the lock file>; the copy is redone when the
+# lock file or this script changed, and a run with nothing changed only compares a hash. To change a version:
+# edit web/package.json, then in web/
 #   npm install --package-lock-only --omit-lockfile-registry-resolved
 # (the lock file keeps no download addresses: every machine installs from the registry it is set up with).
 set -euo pipefail
@@ -11,12 +12,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 web="$root/web"
 out="$root/var/web"
 vendor="$out/vendor"
+lock_key=$(sha256sum <"$web/package-lock.json" | cut -c1-16)
 key=$(cat "$web/package-lock.json" "$0" | sha256sum | cut -c1-16)
 [ -f "$vendor/.installed" ] && [ "$(cat "$vendor/.installed")" = "$key" ] && exit 0
 
 command -v npm >/dev/null || { echo "web: npm not found (Node.js 20 or later is needed)" >&2; exit 1; }
 
-cache="$out/npm/$key"
+cache="$out/npm/$lock_key"
 if [ ! -f "$cache/.done" ]; then
   rm -rf "$cache"
   mkdir -p "$cache"
@@ -26,7 +28,7 @@ if [ ! -f "$cache/.done" ]; then
   (cd "$cache" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error --cache "$out/npm-cache")
   touch "$cache/.done"
 fi
-find "$out/npm" -mindepth 1 -maxdepth 1 ! -name "$key" -exec rm -rf {} +  # installs for older lock files
+find "$out/npm" -mindepth 1 -maxdepth 1 ! -name "$lock_key" -exec rm -rf {} +  # installs for older lock files
 
 # source in node_modules -> name under /vendor/ (maplibre-gl.mjs loads its worker from beside itself)
 files=(

@@ -109,3 +109,52 @@ async def by_ids(conn: psycopg.AsyncConnection, ids: Sequence[int]) -> dict[int,
         (list(ids),),
     )
     return {row[0]: Device(*row) for row in await cur.fetchall()}
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A device as the API lists it, with its unit."""
+
+    id: int
+    uid: str
+    kind: str
+    name: str
+    plate: str | None
+    protocol: str | None
+    enabled: bool
+    unit_id: int | None
+    unit_code: str | None
+    unit_name: str | None
+    unit_parent_id: int | None
+
+
+async def search(
+    conn: psycopg.AsyncConnection,
+    *,
+    unit_ids: Sequence[int] | None,
+    with_unitless: bool,
+    kind: str | None = None,
+    text: str | None = None,
+    device_id: int | None = None,
+) -> list[Listed]:
+    """Devices of the given units (None: all; `with_unitless`: and those without a unit), by id."""
+    pattern = None if not text else "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    cur = await conn.execute(
+        "SELECT d.id, d.uid, d.kind::text, d.name, d.plate, d.protocol::text, d.enabled,"
+        " u.id, u.code, u.name, u.parent_id FROM devices d LEFT JOIN org_units u ON u.id = d.org_unit_id"
+        " WHERE (%(units)s::integer[] IS NULL OR d.org_unit_id = ANY(%(units)s)"
+        "        OR (%(unitless)s AND d.org_unit_id IS NULL))"
+        " AND (%(kind)s::device_kind IS NULL OR d.kind = %(kind)s::device_kind)"
+        " AND (%(id)s::integer IS NULL OR d.id = %(id)s)"
+        " AND (%(pattern)s::text IS NULL OR d.uid ILIKE %(pattern)s OR d.name ILIKE %(pattern)s"
+        "      OR d.plate ILIKE %(pattern)s)"
+        " ORDER BY d.id",
+        {
+            "units": None if unit_ids is None else list(unit_ids),
+            "unitless": with_unitless,
+            "kind": kind,
+            "id": device_id,
+            "pattern": pattern,
+        },
+    )
+    return [Listed(*row) for row in await cur.fetchall()]

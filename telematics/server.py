@@ -38,6 +38,7 @@ from tracking.live import LiveState
 from tracking.live_api import LIVE, LiveHub
 from tracking.live_service import LiveService
 from tracking.registry import Registry
+from web import routes as web_routes
 
 log = logging.getLogger("telematics")
 
@@ -158,6 +159,7 @@ class Server:
         self.live = LiveService(self.pool, LiveState(), shared=s.workers > 1)
         await self.live.start()
         self.batcher.on_commit.append(self.live.committed)
+        registry.on_device = self.live.know
         self.downlink = Downlink(self.pool)
         await self.downlink.start(dsn)
         for name in TCP_PROTOCOLS:
@@ -205,7 +207,9 @@ class Server:
             self.downlink.publish_phone = self.mqtt.publish_message
             self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
 
-        app = make_app(s.api_token(), self.pool, tracking_routes.routes() + self.metrics.routes())
+        app = make_app(
+            s.api_token(), self.pool, tracking_routes.routes() + self.metrics.routes() + web_routes.routes(s.web)
+        )
         app[tracking_routes.POOL] = self.pool
         app[messages_api.POOL] = self.pool
         self.hub = LiveHub(self.live, self.pool)

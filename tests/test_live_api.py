@@ -29,8 +29,6 @@ async def _terminal(server: Server, db: psycopg.AsyncConnection, kind: str = "mu
     await devices.upsert_devices(db, [DeviceRecord(uid=uid, kind=kind, name=f"live {uid[-4:]}")])
     device = await devices.by_uid(db, uid)
     assert device is not None
-    assert server.live is not None
-    await server.live._refresh()  # devices added a moment ago: no waiting for the periodic look
     t = await Terminal(uid).connect(server.ports["jt808"])
     _, code = await t.register()
     assert await t.authenticate(code) == 0

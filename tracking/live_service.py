@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from store import live_state
 from store.batch import PositionBatch
+from store.devices import Device
 from tracking.live import LiveState
 
 log = logging.getLogger("telematics.live")
@@ -83,6 +84,12 @@ class LiveService:
         """A batch is in the database (the batcher's on_commit)."""
         if self.state.apply_batch(batch):
             self._changed()
+
+    def know(self, device: Device) -> None:
+        """A device read from the database (a terminal connecting): on the map from its first report."""
+        self.state.set_device(
+            device.id, device.uid, device.kind, device.org_unit_id, device.name, device.plate, device.enabled
+        )
 
     def seen(self, device_id: int) -> None:
         """A heartbeat or other sign of life without a position."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -32,6 +33,9 @@ class Registry:
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
         self._cache: dict[str, tuple[float, Device | None]] = {}
+        # Told of each device read from the database (a terminal connecting, a device registered
+        # automatically), so the live state knows it before its first report is committed.
+        self.on_device: Callable[[Device], None] | None = None
 
     async def lookup(self, uid: str, protocol: str) -> Device | None:
         """The device for a terminal id; unknown ids are created as kind `other` when the policy says so."""
@@ -44,6 +48,8 @@ class Registry:
             if device is None and self.register_unknown:
                 device = await devices.ensure(conn, uid, protocol)
         self._remember(uid, device, now)
+        if device is not None and self.on_device is not None:
+            self.on_device(device)
         return device
 
     def _remember(self, uid: str, device: Device | None, now: float) -> None:

@@ -10,7 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 from access.principal import principal
 from store import devices, positions
 from store.positions import StoredPosition
-from tracking import live_api, messages_api
+from tracking import devices_api, live_api, messages_api
 
 POOL = web.AppKey("pool", AsyncConnectionPool)
 
@@ -50,4 +50,9 @@ async def latest_position(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/api/devices/{uid}/latest", latest_position), *messages_api.routes(), *live_api.routes()]
+    return [
+        web.get("/api/devices/{uid}/latest", latest_position),
+        *messages_api.routes(),
+        *live_api.routes(),
+        *devices_api.routes(),
+    ]

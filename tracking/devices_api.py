@@ -1,0 +1,96 @@
+"""HTTP routes for the device list: search by kind, unit, online state and text, within the caller's units."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from access.errors import json_error
+from access.principal import Principal, principal
+from store import devices, users
+from tracking.live import STATUS_NAMES
+from tracking.live_api import LIVE
+
+MAX_LIMIT = 1000
+
+
+def device_json(d: devices.Listed) -> dict[str, Any]:
+    unit = None
+    if d.unit_id is not None:
+        unit = {"id": d.unit_id, "code": d.unit_code, "name": d.unit_name, "parent_id": d.unit_parent_id}
+    return {
+        "id": d.id,
+        "uid": d.uid,
+        "kind": d.kind,
+        "name": d.name,
+        "plate": d.plate,
+        "unit": unit,
+        "protocol": d.protocol,
+        "enabled": d.enabled,
+    }
+
+
+async def _scope(request: web.Request, who: Principal, unit: int | None) -> tuple[list[int] | None, bool]:
+    """Unit ids to list (None: all) and whether devices without a unit are in."""
+    mine = None if who.unit_ids is None else set(who.unit_ids)
+    if unit is None:
+        return (None if mine is None else sorted(mine)), who.sees_unit(None)
+    async with request.app[LIVE].pool.connection() as conn:
+        asked = set(await users.unit_subtree(conn, unit))
+    return sorted(asked if mine is None else asked & mine), False
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    who = principal(request)
+    q = request.query
+    try:
+        unit = int(q["unit"]) if q.get("unit") else None
+        limit = min(MAX_LIMIT, max(1, int(q.get("limit", "200"))))
+        offset = max(0, int(q.get("offset", "0")))
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "unit, limit and offset are numbers") from None
+    kind = q.get("kind") or None
+    if kind is not None and kind not in devices.KINDS:
+        raise json_error(web.HTTPBadRequest, f"kind: one of {', '.join(devices.KINDS)}")
+    online = q.get("online")
+    if online not in (None, "", "true", "false"):
+        raise json_error(web.HTTPBadRequest, "online: true or false")
+    unit_ids, unitless = await _scope(request, who, unit)
+    hub = request.app[LIVE]
+    async with hub.pool.connection() as conn:
+        found = await devices.search(conn, unit_ids=unit_ids, with_unitless=unitless, kind=kind, text=q.get("q"))
+    if online:
+        found = [
+            d
+            for d, ok in zip(found, _online(hub.state, [d.id for d in found]), strict=True)
+            if ok == (online == "true")
+        ]
+    return web.json_response({"devices": [device_json(d) for d in found[offset : offset + limit]], "total": len(found)})
+
+
+async def one_device(request: web.Request) -> web.Response:
+    who = principal(request)
+    try:
+        device_id = int(request.match_info["id"])
+    except ValueError:
+        raise json_error(web.HTTPNotFound, "no such device") from None
+    async with request.app[LIVE].pool.connection() as conn:
+        found = await devices.search(conn, unit_ids=None, with_unitless=True, device_id=device_id)
+    if not found or not who.sees_unit(found[0].unit_id):
+        raise json_error(web.HTTPNotFound, f"no device {device_id}")
+    return web.json_response(device_json(found[0]))
+
+
+def _online(state: Any, ids: list[int]) -> list[bool]:
+    status = state.status(time.time_ns() // 1000)
+    out = []
+    for device_id in ids:
+        slot = state.slot(device_id)
+        out.append(slot is not None and STATUS_NAMES[int(status[slot])] == "online")
+    return out
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/api/devices", list_devices), web.get(r"/api/devices/{id:\d+}", one_device)]

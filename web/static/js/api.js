@@ -1,0 +1,105 @@
+// The HTTP API (docs/api.md) with the session's token. A 401 anywhere means the session is over.
+
+const TOKEN_KEY = "telematics.token";
+const USER_KEY = "telematics.user";
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export class Api {
+  constructor() {
+    this.crs = "wgs84"; // the coordinate system of the basemap: positions are asked for and sent in it
+    this.onUnauthorized = () => {};
+  }
+
+  get token() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  get user() {
+    try {
+      return JSON.parse(sessionStorage.getItem(USER_KEY) ?? "null");
+    } catch {
+      return null;
+    }
+  }
+
+  setSession(token, user) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    sessionStorage.setItem(USER_KEY, JSON.stringify(user ?? null));
+  }
+
+  clearSession() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(USER_KEY);
+  }
+
+  // `geo`: the request or its answer has coordinates, so it carries the basemap's crs.
+  async request(method, path, { query = {}, body, geo = false, auth = true } = {}) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== null && v !== undefined && v !== "") params.set(k, v);
+    if (geo && this.crs !== "wgs84") params.set("crs", this.crs);
+    const url = params.size ? `${path}?${params}` : path;
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (auth && this.token) headers.Authorization = `Bearer ${this.token}`;
+    const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    let data = null;
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+    if (!response.ok) {
+      if (response.status === 401 && auth) this.onUnauthorized();
+      throw new ApiError(response.status, data?.error ?? `HTTP ${response.status}`);
+    }
+    return data;
+  }
+
+  async login(name, password) {
+    const data = await this.request("POST", "/api/login", { body: { name, password }, auth: false });
+    this.setSession(data.token, data.user);
+    return data.user;
+  }
+
+  logout() {
+    return this.request("POST", "/api/logout");
+  }
+  me() {
+    return this.request("GET", "/api/me");
+  }
+  units() {
+    return this.request("GET", "/api/units");
+  }
+  devices(query) {
+    return this.request("GET", "/api/devices", { query });
+  }
+  live(query = {}) {
+    return this.request("GET", "/api/live", { query, geo: true });
+  }
+  counts() {
+    return this.request("GET", "/api/live/counts");
+  }
+  select(shape) {
+    return this.request("POST", "/api/select", { body: shape, geo: true });
+  }
+  sendMessage(devices, text, expiresS) {
+    return this.request("POST", "/api/messages", { body: { devices, text, expires_s: expiresS } });
+  }
+  message(id) {
+    return this.request("GET", `/api/messages/${id}`);
+  }
+  messages(limit = 20) {
+    return this.request("GET", "/api/messages", { query: { limit } });
+  }
+
+  liveSocketUrl() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    return `${scheme}://${location.host}/api/live/ws?token=${encodeURIComponent(this.token ?? "")}`;
+  }
+}

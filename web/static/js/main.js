@@ -1,0 +1,245 @@
+// The dispatcher's live map: boots the map from /map-config.json, logs in, then keeps the fleet, the counts and
+// the messages current over the live socket.
+
+import * as maplibregl from "maplibre-gl";
+import { Api } from "./api.js";
+import { buildStyle, followGraticule } from "./basemap.js";
+import { DrawTool } from "./draw.js";
+import { formatLonLat } from "./geo.js";
+import { KINDS } from "./labels.js";
+import { LiveSocket } from "./live.js";
+import { askLogin } from "./login.js";
+import { FleetLayer } from "./markers.js";
+import { MessageList, SelectionPanel } from "./messages.js";
+import { SidePanel } from "./panel.js";
+
+const CHINA = { center: [105, 35], zoom: 3.5 }; // the first view when none is configured and no device has a position
+const $ = (testid) => document.querySelector(`[data-testid=${testid}]`);
+
+function notice(text) {
+  const box = $("notice");
+  box.textContent = text;
+  box.hidden = !text;
+  clearTimeout(notice.timer);
+  if (text) notice.timer = setTimeout(() => (box.hidden = true), 6000);
+}
+
+function throttle(fn, ms) {
+  let timer = null;
+  return () => {
+    if (!timer) timer = setTimeout(() => ((timer = null), fn()), ms);
+  };
+}
+
+async function boot() {
+  const config = await (await fetch("/map-config.json")).json();
+  const api = new Api();
+  api.crs = config.crs;
+  let style;
+  try {
+    style = await buildStyle(config);
+  } catch (e) {
+    console.error("basemap", e); // the fleet matters more than the basemap: go on without one
+    notice(`底图无法读取 (basemap unreadable): ${e.message}`);
+    style = await buildStyle({ ...config, basemap: "none" });
+  }
+  const map = new maplibregl.Map({
+    container: "map",
+    style,
+    center: config.center ?? CHINA.center,
+    zoom: config.center ? config.zoom : CHINA.zoom,
+    dragRotate: false,
+    pitchWithRotate: false,
+    touchPitch: false,
+    maxPitch: 0,
+    attributionControl: { compact: true },
+  });
+  window.fleetMap = map; // for the browser console (and the page's tests)
+  map.touchZoomRotate.disableRotation();
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
+  map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
+  let basemapFailed = false;
+  map.on("error", (e) => {
+    if (e.sourceId !== "basemap" || basemapFailed) return;
+    basemapFailed = true; // said once: a tile server that is down fails every tile
+    notice(`底图加载失败 (basemap tiles failed): ${e.error?.message ?? ""}`);
+  });
+  await map.once("load");
+  followGraticule(map);
+  const crsLabel = config.crs === "gcj02" ? "GCJ-02" : "WGS-84";
+  $("cursor-coords").textContent = `坐标系 ${crsLabel}`;
+  map.on("mousemove", (e) => ($("cursor-coords").textContent = `${formatLonLat(e.lngLat.toArray())} ${crsLabel}`));
+
+  let unit = null;
+  let kinds = [...KINDS];
+  let loginOpen = false;
+
+  const fleet = new FleetLayer(map, {
+    drawing: () => draw.mode !== null,
+    unitName: (id) => panel.unitName(id),
+    onMessage: (d) => {
+      draw.clear();
+      select([d]);
+    },
+  });
+  const panel = new SidePanel(api, fleet, {
+    onKinds: (k) => {
+      kinds = k;
+      fleet.setKinds(k);
+    },
+    onUnit: (id) => {
+      unit = id;
+      subscribeView();
+    },
+    onLocate: (d) => locate(d).catch((e) => notice(`定位失败：${e.message}`)),
+  });
+  const nameOf = (id) => fleet.get(id)?.name ?? selection.devices.find((d) => d.id === id)?.name ?? null;
+  const messages = new MessageList(api, { nameOf });
+  const selection = new SelectionPanel(api, {
+    onSent: (m) => messages.sent(m),
+    onClear: () => {
+      draw.clear();
+      select([]);
+    },
+  });
+  const draw = new DrawTool(map, {
+    onShape: (shape) => selectInside(shape),
+    onMode: (mode) => {
+      for (const m of ["circle", "polygon"]) $(`draw-${m}`).classList.toggle("active", mode === m);
+      $("draw-hint").textContent =
+        mode === "circle" ? "按住拖动画圆 · Esc 取消" : mode === "polygon" ? "单击添加顶点，双击或点回起点结束 · Esc 取消" : "";
+    },
+  });
+  $("draw-circle").addEventListener("click", () => draw.start("circle"));
+  $("draw-polygon").addEventListener("click", () => draw.start("polygon"));
+  $("draw-clear").addEventListener("click", () => {
+    draw.clear();
+    select([]);
+  });
+
+  function select(devices) {
+    fleet.setSelected(devices);
+    if (devices.length) selection.show(devices);
+    else selection.hide();
+  }
+
+  async function selectInside(shape) {
+    if (kinds.length < KINDS.length) shape.kinds = kinds;
+    if (unit !== null) shape.units = [unit];
+    try {
+      const { devices } = await api.select(shape);
+      fleet.setSelected(devices);
+      selection.show(devices, devices.length ? "" : "范围内没有设备");
+    } catch (e) {
+      selection.show([], `选择失败：${e.message}`);
+    }
+  }
+
+  async function locate(device) {
+    let d = fleet.get(device.id);
+    if (!d || d.lat === null || d.lat === undefined) {
+      const { devices } = await api.live({ kind: device.kind });
+      d = devices.find((x) => x.id === device.id);
+      if (d) fleet.update([d]);
+    }
+    if (!d || d.lat === null || d.lat === undefined) {
+      notice(`${device.name || device.uid}：暂无位置 (no position yet)`);
+      return;
+    }
+    map.once("moveend", () => fleet.showPopup(d.id));
+    map.flyTo({ center: [d.lon, d.lat], zoom: Math.max(map.getZoom(), 16) });
+  }
+
+  const refreshStatuses = throttle(() => panel.refreshStatuses(), 2000);
+  const live = new LiveSocket(api, {
+    snapshot: (m) => {
+      fleet.replace(m.devices);
+      refreshStatuses();
+    },
+    delta: (m) => {
+      fleet.update(m.devices);
+      refreshStatuses();
+    },
+    counts: (m) => panel.setCounts(m),
+    message: (m) => messages.upsert(m.message),
+    state: (state) => {
+      const box = $("ws-status");
+      box.dataset.state = state;
+      box.textContent = { open: "实时已连接", connecting: "连接中…", closed: "已断开，重连中…", stopped: "未连接" }[state];
+    },
+    failing: () => api.me().catch(() => {}), // a 401 here ends the session
+  });
+
+  function subscribeView() {
+    const b = map.getBounds();
+    const clamp = (v, lim) => Math.max(-lim, Math.min(lim, v));
+    live.subscribe({
+      bbox: [clamp(b.getWest(), 180), clamp(b.getSouth(), 90), clamp(b.getEast(), 180), clamp(b.getNorth(), 90)],
+      kinds: null,
+      units: unit === null ? null : [unit],
+      crs: api.crs,
+    });
+  }
+  let moveTimer = null;
+  map.on("moveend", () => {
+    clearTimeout(moveTimer);
+    moveTimer = setTimeout(subscribeView, 300);
+  });
+
+  // With no configured view: the whole fleet in view.
+  async function fitFleet() {
+    const { devices } = await api.live();
+    const placed = devices.filter((d) => d.lat !== null && d.lat !== undefined);
+    if (!placed.length) return;
+    const bounds = new maplibregl.LngLatBounds();
+    for (const d of placed) bounds.extend([d.lon, d.lat]);
+    map.fitBounds(bounds, { padding: 60, maxZoom: 15, duration: 0 });
+  }
+
+  async function beginSession() {
+    loginOpen = true;
+    if (!api.token) await askLogin(api);
+    loginOpen = false;
+    try {
+      const me = await api.me();
+      api.setSession(api.token, me);
+    } catch (e) {
+      if (e.status === 401) return; // onUnauthorized has asked for a login again
+    }
+    const user = api.user;
+    $("user-name").textContent = user ? `${user.name}${user.unit ? ` · ${user.unit.name}` : ""}` : "";
+    if (!config.center) await fitFleet().catch((e) => console.warn("fit fleet", e));
+    subscribeView();
+    live.start();
+    const loads = await Promise.allSettled([panel.load(), messages.load()]);
+    const failed = loads.find((r) => r.status === "rejected");
+    if (failed) notice(`加载失败：${failed.reason.message}`);
+  }
+
+  function endSession() {
+    live.stop();
+    api.clearSession();
+    draw.clear();
+    select([]);
+    fleet.replace([]);
+    messages.clear();
+    $("user-name").textContent = "";
+    beginSession().catch((e) => notice(`登录后加载失败：${e.message}`));
+  }
+  api.onUnauthorized = () => loginOpen || endSession();
+  $("logout").addEventListener("click", async () => {
+    if (loginOpen) return;
+    await api.logout().catch((e) => console.warn("logout", e)); // revokes the token on the server
+    endSession();
+  });
+
+  $("map").dataset.ready = "true";
+  await beginSession();
+}
+
+boot().catch((e) => {
+  console.error(e);
+  const box = $("notice");
+  box.textContent = `地图无法启动 (map failed to start): ${e.message}`;
+  box.hidden = false;
+});
