@@ -158,3 +158,41 @@ async def search(
         },
     )
     return [Listed(*row) for row in await cur.fetchall()]
+
+
+async def create(
+    conn: psycopg.AsyncConnection,
+    uid: str,
+    kind: str,
+    name: str,
+    plate: str | None,
+    unit_id: int | None,
+    protocol: str | None,
+) -> int | None:
+    """A new device's id; None when the uid is taken."""
+    cur = await conn.execute(
+        "INSERT INTO devices (uid, kind, name, plate, org_unit_id, protocol)"
+        " VALUES (%s, %s::device_kind, %s, %s, %s, %s::source_protocol) ON CONFLICT (uid) DO NOTHING RETURNING id",
+        (uid, kind, name, plate, unit_id, protocol),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
+_CHANGEABLE = {
+    "name": "name = %s",
+    "plate": "plate = %s",
+    "kind": "kind = %s::device_kind",
+    "unit": "org_unit_id = %s",
+    "enabled": "enabled = %s",
+}
+
+
+async def update(conn: psycopg.AsyncConnection, device_id: int, changes: dict[str, object]) -> bool:
+    """Change some of name, plate, kind, unit (id) and enabled; False when there is no such device."""
+    sets = [_CHANGEABLE[k] for k in changes]
+    cur = await conn.execute(
+        f"UPDATE devices SET {', '.join(sets)}, updated_at = now() WHERE id = %s",  # type: ignore[arg-type]
+        (*changes.values(), device_id),
+    )
+    return cur.rowcount > 0

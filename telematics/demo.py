@@ -4,17 +4,23 @@ simulated city fleet reporting to it, until Ctrl-C."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import sys
+from pathlib import Path
 
+import psycopg
+
+from access.passwords import hash_password
 from bench.fleet import demo_uids
-from store import devices
+from store import devices, users
 from store.devices import DeviceRecord, OrgUnitRecord
 from telematics.broker import Broker
 from telematics.config import Settings
 from telematics.server import Server
 
 FLEET_SIZE = 60
+DISPATCHER = "dispatcher"
 KINDS = (("muck", "渣土车"), ("sanitation", "环卫车"), ("enforcement", "执法车"))
 UNITS = (
     OrgUnitRecord("demo-city", "示范市城市管理和综合执法局"),
@@ -40,6 +46,33 @@ def demo_devices() -> list[DeviceRecord]:
     return out
 
 
+async def demo_dispatcher(conn: psycopg.AsyncConnection, saved: Path) -> str:
+    """A dispatcher of the demo city for the map page; its password is made once and kept (mode 0600)."""
+    known = _read(saved)
+    user = await users.by_name(conn, DISPATCHER)
+    if known and user is not None:
+        return known
+    password = secrets.token_urlsafe(9)
+    if user is None:
+        unit = await users.unit_by_code(conn, UNITS[0].code)
+        assert unit is not None
+        await users.create_user(conn, DISPATCHER, "dispatcher", unit.id, hash_password(password))
+    else:
+        await users.set_password(conn, user.id, hash_password(password))
+    _write(saved, password)
+    return password
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip() if path.exists() else ""
+
+
+def _write(path: Path, secret: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+
+
 async def run_demo(settings: Settings, broker: Broker) -> int:
     server = Server(settings)  # starts the embedded database and broker when they are the ones in use
     await server.start()
@@ -47,6 +80,7 @@ async def run_demo(settings: Settings, broker: Broker) -> int:
     async with server.pool.connection() as conn:
         await devices.upsert_units(conn, UNITS)
         await devices.upsert_devices(conn, demo_devices())
+        password = await demo_dispatcher(conn, settings.state_path / "demo-password")
     fleet = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "bench.fleet", "--port", str(server.ports["jt808"])),
@@ -56,6 +90,7 @@ async def run_demo(settings: Settings, broker: Broker) -> int:
     token = settings.api_token()
     print(
         f"\nThe server is running with a simulated fleet of {FLEET_SIZE} JT/T 808 terminals.\n"
+        f"  Live map:  {api}/   (user {DISPATCHER}, password {password})\n"
         f"  API:       {api}/api/\n"
         f"  Token:     {token}\n"
         f"  Try:       curl -H 'Authorization: Bearer {token}' {api}/api/devices/{demo_uids(1)[0]}/latest\n"

@@ -29,6 +29,7 @@ from store import db, messages, positions
 from store.cluster import Cluster
 from store.migrate import migrate
 from store.positions import PositionWriter
+from telematics import openapi
 from telematics.broker import Broker
 from telematics.config import TCP_PROTOCOLS, ListenerSettings, Settings
 from telematics.http import make_app
@@ -208,7 +209,9 @@ class Server:
             self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
 
         app = make_app(
-            s.api_token(), self.pool, tracking_routes.routes() + self.metrics.routes() + web_routes.routes(s.web)
+            s.api_token(),
+            self.pool,
+            tracking_routes.routes() + self.metrics.routes() + web_routes.routes(s.web) + openapi.routes(),
         )
         app[tracking_routes.POOL] = self.pool
         app[messages_api.POOL] = self.pool

@@ -13,6 +13,7 @@ import psycopg
 
 from store import devices
 from store.devices import DeviceRecord
+from telematics import openapi
 from telematics.server import Server
 from tests.conftest import API_TOKEN
 from tests.terminal import Terminal
@@ -111,3 +112,36 @@ async def test_websocket_needs_a_token(server: Server) -> None:
                 raise AssertionError("connected without a valid token")
         except aiohttp.WSServerHandshakeError as e:
             assert e.status == 401
+
+
+async def test_openapi_document_describes_every_api_route(server: Server) -> None:
+    assert server.runner is not None
+    assert openapi.missing(server.runner.app) == []
+    doc = await _get(server, "/api/openapi.json")
+    assert doc["openapi"].startswith("3.") and "/api/select" in doc["paths"]
+    url = f"http://127.0.0.1:{server.ports['api']}/api/openapi.json"
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        assert r.status == 401
+
+
+async def test_devices_list_create_change(server: Server, db: psycopg.AsyncConnection) -> None:
+    uid = "17" + str(secrets.randbelow(10**9)).rjust(9, "0")
+    status, created = await _post(
+        server, "/api/devices", {"uid": uid, "kind": "enforcement", "name": "执法车 9", "plate": "粤B0009"}
+    )
+    assert status == 201 and created["uid"] == uid and created["kind"] == "enforcement"
+    assert (await _post(server, "/api/devices", {"uid": uid}))[0] == 409
+    assert (await _post(server, "/api/devices", {"uid": uid + "1", "kind": "tank"}))[0] == 400
+    found = await _get(server, f"/api/devices?q={uid[-6:]}&kind=enforcement")
+    assert [d["id"] for d in found["devices"]] == [created["id"]] and found["total"] == 1
+    assert (await _get(server, f"/api/devices/{created['id']}"))["plate"] == "粤B0009"
+    never = await _get(server, "/api/live?kind=enforcement")
+    assert [d["status"] for d in never["devices"] if d["id"] == created["id"]] == ["never"]
+
+    url = f"http://127.0.0.1:{server.ports['api']}/api/devices/{created['id']}"
+    async with aiohttp.ClientSession(headers=AUTH) as http, http.patch(url, json={"enabled": False}) as r:
+        assert r.status == 200 and (await r.json())["enabled"] is False
+    hidden = await _get(server, "/api/live?kind=enforcement")
+    assert created["id"] not in [d["id"] for d in hidden["devices"]]
+    async with aiohttp.ClientSession(headers=AUTH) as http, http.patch(url, json={"colour": "red"}) as r:
+        assert r.status == 400

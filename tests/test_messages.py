@@ -119,7 +119,7 @@ async def test_message_expires_while_the_terminal_is_away(server: Server, db: ps
     uid, device_id = await _device(db)
     _, m = await _api(server, "POST", "/api/messages", {"devices": [device_id], "text": "late", "expires_s": 1})
     await asyncio.sleep(1.2)
-    assert m["id"] in await messages.expire(db)
+    await messages.expire(db)  # what the server's own expiry task does every 30 s (it may have done it already)
     await _state(server, m["id"], device_id, "expired")
     t = await _online(server, uid)  # an expired text is not sent
     with_text = asyncio.create_task(_text_frame(t))

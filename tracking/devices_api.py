@@ -83,6 +83,93 @@ async def one_device(request: web.Request) -> web.Response:
     return web.json_response(device_json(found[0]))
 
 
+async def create_device(request: web.Request) -> web.Response:
+    who = principal(request)
+    who.require("admin")
+    body = await _body(request)
+    uid = body.get("uid")
+    if not isinstance(uid, str) or not uid.strip() or len(uid) > 64:
+        raise json_error(web.HTTPBadRequest, "uid: the terminal's own id, 1 to 64 characters")
+    fields = _fields(body, ("kind", "name", "plate", "unit"))
+    protocol = body.get("protocol")
+    if protocol is not None and protocol not in devices.PROTOCOLS:
+        raise json_error(web.HTTPBadRequest, f"protocol: one of {', '.join(devices.PROTOCOLS)}")
+    unit = fields.get("unit")
+    if not who.sees_unit(unit if isinstance(unit, int) else None):
+        raise json_error(web.HTTPBadRequest, f"unit: no unit {unit} among yours")
+    hub = request.app[LIVE]
+    async with hub.pool.connection() as conn:
+        device_id = await devices.create(
+            conn,
+            uid.strip(),
+            str(fields.get("kind", "other")),
+            str(fields.get("name", "")),
+            fields.get("plate"),  # type: ignore[arg-type]
+            unit,  # type: ignore[arg-type]
+            protocol,
+        )
+        if device_id is None:
+            raise json_error(web.HTTPConflict, f"a device {uid.strip()!r} exists already")
+        found = await devices.search(conn, unit_ids=None, with_unitless=True, device_id=device_id)
+        created = await devices.by_ids(conn, [device_id])
+    hub.service.know(created[device_id])
+    return web.json_response(device_json(found[0]), status=201)
+
+
+async def change_device(request: web.Request) -> web.Response:
+    who = principal(request)
+    who.require("admin")
+    try:
+        device_id = int(request.match_info["id"])
+    except ValueError:
+        raise json_error(web.HTTPNotFound, "no such device") from None
+    changes = _fields(await _body(request), ("kind", "name", "plate", "unit", "enabled"))
+    if not changes:
+        raise json_error(web.HTTPBadRequest, "nothing to change: name, plate, kind, unit or enabled")
+    if "unit" in changes and not who.sees_unit(changes["unit"]):  # type: ignore[arg-type]
+        raise json_error(web.HTTPBadRequest, f"unit: no unit {changes['unit']} among yours")
+    hub = request.app[LIVE]
+    async with hub.pool.connection() as conn:
+        found = await devices.search(conn, unit_ids=None, with_unitless=True, device_id=device_id)
+        if not found or not who.sees_unit(found[0].unit_id):
+            raise json_error(web.HTTPNotFound, f"no device {device_id}")
+        await devices.update(conn, device_id, changes)
+        found = await devices.search(conn, unit_ids=None, with_unitless=True, device_id=device_id)
+        changed = await devices.by_ids(conn, [device_id])
+    hub.service.know(changed[device_id])
+    return web.json_response(device_json(found[0]))
+
+
+def _fields(body: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key in allowed:
+        if key not in body:
+            continue
+        value = body[key]
+        if key == "kind" and value not in devices.KINDS:
+            raise json_error(web.HTTPBadRequest, f"kind: one of {', '.join(devices.KINDS)}")
+        if key == "name" and (not isinstance(value, str) or len(value) > 100):
+            raise json_error(web.HTTPBadRequest, "name: text of at most 100 characters")
+        if key == "plate" and value is not None and (not isinstance(value, str) or len(value) > 20):
+            raise json_error(web.HTTPBadRequest, "plate: text of at most 20 characters, or null")
+        if key == "unit" and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise json_error(web.HTTPBadRequest, "unit: a unit id or null")
+        if key == "enabled" and not isinstance(value, bool):
+            raise json_error(web.HTTPBadRequest, "enabled: true or false")
+        out[key] = value
+    return out
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise json_error(web.HTTPBadRequest, "the body must be a JSON object")
+    return body
+
+
 def _online(state: Any, ids: list[int]) -> list[bool]:
     status = state.status(time.time_ns() // 1000)
     out = []
@@ -93,4 +180,9 @@ def _online(state: Any, ids: list[int]) -> list[bool]:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/api/devices", list_devices), web.get(r"/api/devices/{id:\d+}", one_device)]
+    return [
+        web.get("/api/devices", list_devices),
+        web.post("/api/devices", create_device),
+        web.get(r"/api/devices/{id:\d+}", one_device),
+        web.patch(r"/api/devices/{id:\d+}", change_device),
+    ]
