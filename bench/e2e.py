@@ -240,14 +240,19 @@ def write_config(path: Path, state: Path, args: argparse.Namespace) -> None:
         f"batch_max_delay_ms = {args.batch_delay_ms}",
         f"max_pending_rows = {args.max_pending}",
     ]
+    if getattr(args, "writers", 0):
+        lines.append(f"writers = {args.writers}")
     if hasattr(defaults.ingest, "connects_per_ip_per_s") and args.connects_per_ip:
         # The whole fleet connects from one address here; real terminals come from thousands.
         lines += [f"connects_per_ip_per_s = {float(args.connects_per_ip)}", f"connects_burst = {args.connects_per_ip}"]
     path.write_text("\n".join(lines) + "\n")
 
 
-async def start_server(config: Path, dsn: str, stderr_path: Path, profile: Path | None) -> tuple[Any, dict[str, int]]:
-    env = dict(os.environ, TELEMATICS_DSN=dsn, TELEMATICS_API_TOKEN="bench-" + secrets.token_hex(8))
+async def start_server(
+    config: Path, dsn: str, stderr_path: Path, profile: Path | None, token: str = ""
+) -> tuple[Any, dict[str, int]]:
+    """The server as a subprocess; its ports by name (the API's as "api")."""
+    env = dict(os.environ, TELEMATICS_DSN=dsn, TELEMATICS_API_TOKEN=token or "bench-" + secrets.token_hex(8))
     if profile is None:
         argv = [str(BIN / "telematics"), "--config", str(config), "serve"]
     else:
@@ -266,6 +271,8 @@ async def start_server(config: Path, dsn: str, stderr_path: Path, profile: Path 
             line = (await proc.stdout.readline()).decode()
             if not line:
                 raise RuntimeError(f"the server exited before listening; see {stderr_path}")
+            if line.startswith("API:"):
+                ports["api"] = int(line.split()[1].split(":")[2].split("/")[0])
             if line.startswith("Terminals:"):
                 # "Terminals:  jt808 tcp 41023, gt06 tcp 39811, h02 tcp 40127"
                 for part in line.split(":", 1)[1].split(","):
@@ -419,7 +426,7 @@ async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--terminals", type=int, default=2000)
+    p.add_argument("--terminals", type=int, default=500)
     p.add_argument("--mix", default="jt808=1", help="terminal kinds and weights: jt808, jt808-2019, gt06, h02")
     p.add_argument("--rate", type=float, default=0, help="reports/s in total (0: as fast as the window allows)")
     p.add_argument("--window", type=int, default=8, help="unacknowledged reports a terminal may have")
@@ -431,9 +438,10 @@ def main() -> None:
     p.add_argument("--backfill-at", type=float, default=0, help="seconds into the load: 0x0704 backfill burst")
     p.add_argument("--backfill-frames", type=int, default=4)
     p.add_argument("--ceiling-rows", type=int, default=200_000)
-    p.add_argument("--batch-rows", type=int, default=2000, help="server's ingest.batch_max_rows (and the ceiling's)")
-    p.add_argument("--batch-delay-ms", type=int, default=20)
+    p.add_argument("--batch-rows", type=int, default=1000, help="server's ingest.batch_max_rows (and the ceiling's)")
+    p.add_argument("--batch-delay-ms", type=int, default=10)
     p.add_argument("--max-pending", type=int, default=50_000)
+    p.add_argument("--writers", type=int, default=0, help="server's ingest.writers (0: its default)")
     p.add_argument(
         "--connects-per-ip",
         type=int,

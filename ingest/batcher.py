@@ -53,14 +53,17 @@ class Batcher:
         connect_writer: Callable[[], Awaitable[BatchWriter]],
         counters: Counters,
         *,
-        max_rows: int = 2000,
-        max_delay: float = 0.02,
+        max_rows: int = 1000,
+        max_delay: float = 0.01,
         max_pending: int = 50000,
         on_commit: list[Callable[[PositionBatch], None]] | None = None,
         observe: Callable[[int, float], None] | None = None,
+        writers: int = 2,
     ) -> None:
         self._connect_writer = connect_writer
-        self._writer: BatchWriter | None = None
+        # More than one: while a batch is being committed the next is written on another connection,
+        # so a report waits for about one commit, not for the one before it as well.
+        self._writers: list[BatchWriter | None] = [None] * writers
         self.counters = counters
         self.max_rows = max_rows
         self.max_delay = max_delay
@@ -76,7 +79,7 @@ class Batcher:
         self._flows: set[Flow] = set()
         self._paused = False
         self._first_at = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
     # --- producers ----------------------------------------------------------------------
@@ -135,19 +138,19 @@ class Batcher:
     # --- the writing loop ---------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="batcher")
+        self._tasks = [asyncio.create_task(self._run(k), name=f"batcher-{k}") for k in range(len(self._writers))]
 
     async def close(self) -> None:
         """Write what is pending, then stop."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        if self._writer is not None:
-            await self._writer.close()
-            self._writer = None
+        await asyncio.gather(*self._tasks)
+        for k, writer in enumerate(self._writers):
+            if writer is not None:
+                await writer.close()
+                self._writers[k] = None
 
-    async def _run(self) -> None:
+    async def _run(self, slot: int) -> None:
         while True:
             if not self._pending:
                 if self._closing:
@@ -164,7 +167,7 @@ class Batcher:
             parts = self._take()
             if self._pending:
                 self._first_at = time.monotonic()
-            await self._write(parts)
+            await self._write(parts, slot)
             if self._paused and self._pending <= self.max_pending // 2:
                 self._resume()
 
@@ -185,16 +188,17 @@ class Batcher:
         self._pending -= taken
         return parts
 
-    async def _write(self, parts: list[_Part]) -> None:
+    async def _write(self, parts: list[_Part], slot: int) -> None:
         batch = PositionBatch.concat([p.batch for p in parts])
         n = len(batch)
         delay = 0.1
         while True:
             try:
-                if self._writer is None:
-                    self._writer = await self._connect_writer()
+                writer = self._writers[slot]
+                if writer is None:
+                    writer = self._writers[slot] = await self._connect_writer()
                 started = time.monotonic()
-                inserted = await self._writer.write(batch)
+                inserted = await writer.write(batch)
                 if self.observe is not None:
                     self.observe(n, time.monotonic() - started)
                 break
@@ -202,7 +206,7 @@ class Batcher:
                 # The database is away: keep the batch, reconnect, try again; nothing is acked meanwhile.
                 self.counters.inc("store.write_retries")
                 log.warning("batch of %d not written (%s); retrying in %.1fs", n, e, delay)
-                self._writer = None
+                self._writers[slot] = None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception as e:
@@ -221,7 +225,7 @@ class Batcher:
                     else [[p] for p in _split(parts[0], 2)]
                 )
                 for half in halves:
-                    await self._write(half)
+                    await self._write(half, slot)
                 return
         self.counters.inc("store.rows_written", inserted)
         self.counters.inc("store.rows_duplicate", n - inserted)

@@ -68,9 +68,10 @@ class OsmAndSettings:
 
 @dataclass(slots=True)
 class IngestSettings:
-    batch_max_rows: int = 2000
-    batch_max_delay_ms: int = 20
+    batch_max_rows: int = 1000
+    batch_max_delay_ms: int = 10
     max_pending_rows: int = 50000  # past this, sockets stop being read until the database catches up
+    writers: int = 2  # connections writing batches at once: one commits while the next is written
     unknown_devices: str = "reject"  # or "register": create unknown terminals as kind `other`
     max_future_s: int = 600  # fixes further ahead of the server clock are rejected
     connects_per_ip_per_s: float = 20.0  # new TCP connections per address (carrier NAT: keep it generous)
@@ -93,6 +94,25 @@ class MqttSettings:
     session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 2000  # unacknowledged messages in flight (MQTT v5)
     reconnect_max_s: int = 30
+
+
+@dataclass(slots=True)
+class OnlineTimeouts:
+    """Per device kind: seconds after its last report or heartbeat that a device counts as offline."""
+
+    sanitation: float = 300.0
+    muck: float = 300.0
+    enforcement: float = 300.0
+    inspector: float = 600.0  # phones report less often when their owner stands still
+    other: float = 300.0
+
+
+@dataclass(slots=True)
+class LiveSettings:
+    online_timeout_s: OnlineTimeouts = field(default_factory=OnlineTimeouts)
+    moving_kmh: float = 3.0  # an online device this fast or faster is moving
+    ws_max_rate: float = 10.0  # deltas a second to each WebSocket client, at most (changes coalesce)
+    save_s: float = 5.0  # how often the live state is saved for a fast restart
 
 
 @dataclass(slots=True)
@@ -122,6 +142,7 @@ class Settings:
     osmand: OsmAndSettings = field(default_factory=OsmAndSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
     web: WebSettings = field(default_factory=WebSettings)
 
     @property
@@ -207,9 +228,14 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{name}.port 0 (any free port) cannot be shared by several workers")
         if not 0 <= listener.port <= 65535 or listener.idle_timeout_s < 1:
             raise ConfigError(f"{name}.port must be 0..65535 and {name}.idle_timeout_s positive")
-    for name in ("batch_max_rows", "batch_max_delay_ms", "max_pending_rows"):
+    for name in ("batch_max_rows", "batch_max_delay_ms", "max_pending_rows", "writers"):
         if getattr(s.ingest, name) < 1:
             raise ConfigError(f"ingest.{name} must be positive")
+    timeouts = s.live.online_timeout_s
+    if min(getattr(timeouts, f.name) for f in fields(timeouts)) <= 0:
+        raise ConfigError("live.online_timeout_s: every timeout must be positive")
+    if s.live.ws_max_rate <= 0 or s.live.save_s <= 0 or s.live.moving_kmh < 0:
+        raise ConfigError("live.ws_max_rate and live.save_s must be positive, live.moving_kmh not negative")
     center = s.web.center
     if center and not (
         len(center) == 2

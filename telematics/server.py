@@ -6,6 +6,7 @@ import asyncio
 import logging
 import resource
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import timedelta
 from types import ModuleType
 from typing import Any
@@ -146,6 +147,7 @@ class Server:
             max_delay=s.ingest.batch_max_delay_ms / 1000,
             max_pending=s.ingest.max_pending_rows,
             observe=self.metrics.observe_batch,
+            writers=s.ingest.writers,
         )
         self.metrics.watch_batcher(self.batcher)
         self.batcher.start()
@@ -157,7 +159,9 @@ class Server:
             max_future=timedelta(seconds=s.ingest.max_future_s),
         )
 
-        self.live = LiveService(self.pool, LiveState(), shared=s.workers > 1)
+        timeouts = {f.name: getattr(s.live.online_timeout_s, f.name) for f in fields(s.live.online_timeout_s)}
+        state = LiveState(timeouts, moving_kmh=s.live.moving_kmh)
+        self.live = LiveService(self.pool, state, save_s=s.live.save_s, shared=s.workers > 1)
         await self.live.start()
         self.batcher.on_commit.append(self.live.committed)
         registry.on_device = self.live.know
@@ -215,7 +219,7 @@ class Server:
         )
         app[tracking_routes.POOL] = self.pool
         app[messages_api.POOL] = self.pool
-        self.hub = LiveHub(self.live, self.pool)
+        self.hub = LiveHub(self.live, self.pool, max_rate=s.live.ws_max_rate)
         await self.hub.start(dsn)
         app[LIVE] = self.hub
         self.runner = web.AppRunner(app, access_log=None)
