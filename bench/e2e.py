@@ -1,6 +1,6 @@
 """End to end: the real server, a simulated fleet in its own process, the database, one JSON result.
 
-    python -m bench.e2e [--terminals 2000] [--rate 20000] [--window 8] [--duration 60] [--idle 10000]
+    python -m bench.e2e [--terminals 300] [--rate 20000] [--window 16] [--duration 60] [--idle 10000]
 
 What it does, in order:
 
@@ -14,8 +14,9 @@ What it does, in order:
    terminal allows when `--rate 0`;
 5. checks that every acknowledged report is in the database, counts the rows, reads the server's
    peak RSS (VmHWM);
-6. the ceiling, in the same run: PositionWriter on its own connection writes rows of the same kind
-   into the same table, in batches of the server's batch size: COPY rows/s without the server;
+6. the ceiling, in the same run: PositionWriter on as many connections as the server writes with
+   (ingest.writers) writes rows of the same kind into the same table, in batches of the server's
+   batch size: COPY rows/s without the server;
 7. stops the server, drops the database, prints one JSON object (progress goes to stderr).
 
 The headline is `ratio` = reports stored per second / COPY rows per second.
@@ -193,21 +194,29 @@ def ceiling_rows(device_ids: list[int], n: int, seed: int = 42) -> list[Position
     return rows
 
 
-async def measure_ceiling(dsn: str, device_ids: list[int], n: int, batch_rows: int) -> dict[str, Any]:
-    rows = ceiling_rows(device_ids, n + batch_rows)
+async def measure_ceiling(dsn: str, device_ids: list[int], n: int, batch_rows: int, writers: int = 1) -> dict[str, Any]:
+    """`PositionWriter` alone on `writers` connections at once (as the server's batcher writes), each
+    taking every `writers`-th batch of the server's size."""
+    rows = ceiling_rows(device_ids, n + batch_rows * writers)
     batches = [PositionBatch.from_rows(rows[i : i + batch_rows]) for i in range(0, len(rows), batch_rows)]
-    writer = PositionWriter(await db.connect(dsn, autocommit=True))
+    pool = [PositionWriter(await db.connect(dsn, autocommit=True)) for _ in range(writers)]
     try:
-        await writer.write(batches[0])  # creates the staging table, as the server's first batch does
-        written = 0
+        for k, writer in enumerate(pool):
+            await writer.write(batches[k])  # creates the staging table, as the server's first batch does
+        rest = batches[writers:]
+
+        async def share(k: int) -> int:
+            return sum([await pool[k].write(batch) for batch in rest[k::writers]])
+
         t0, cpu0 = time.perf_counter(), time.process_time()
-        for batch in batches[1:]:
-            written += await writer.write(batch)
+        written = sum(await asyncio.gather(*(share(k) for k in range(writers))))
         seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     finally:
-        await writer.close()
+        for writer in pool:
+            await writer.close()
     return {
         "rows": written,
+        "writers": writers,
         "seconds": round(seconds, 2),
         "rows_per_s": round(written / seconds, 1),
         "client_cpu_us_per_row": round(cpu / written * 1e6, 2),  # the Python side of COPY, as in the server
@@ -390,7 +399,8 @@ async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
         stored = await stored_keys(dsn, {uid: i for i, (_, uid) in enumerate(plan)})
         peak_rss = proc_status_kb(pid, "VmHWM")
         log(f"load done: {len(stored)} rows stored, {len(acked)} acked; ceiling next")
-        ceiling = await measure_ceiling(dsn, device_ids, args.ceiling_rows, args.batch_rows)
+        writers = args.writers or Settings().ingest.writers
+        ceiling = await measure_ceiling(dsn, device_ids, args.ceiling_rows, args.batch_rows, writers)
         active = fleet["active_s"] or args.duration
         stored_per_s = len(stored) / active
         out.update(
@@ -426,10 +436,10 @@ async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--terminals", type=int, default=500)
+    p.add_argument("--terminals", type=int, default=300)
     p.add_argument("--mix", default="jt808=1", help="terminal kinds and weights: jt808, jt808-2019, gt06, h02")
     p.add_argument("--rate", type=float, default=0, help="reports/s in total (0: as fast as the window allows)")
-    p.add_argument("--window", type=int, default=8, help="unacknowledged reports a terminal may have")
+    p.add_argument("--window", type=int, default=16, help="unacknowledged reports a terminal may have")
     p.add_argument("--duration", type=float, default=60)
     p.add_argument("--drain", type=float, default=30, help="seconds to wait for the last acks")
     p.add_argument("--ramp", type=float, default=5)
