@@ -221,6 +221,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             max_delay=args.batch_delay_ms / 1000,
             max_pending=50000,
             on_commit=[lambda _batch: committed.set()],
+            writers=args.writers,
         )
         batcher.start()
         registry = Registry(pool)
@@ -300,6 +301,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "devices": args.devices,
             "format": args.format,
             "batch_delay_ms": args.batch_delay_ms,
+            "writers": args.writers,
             "receive_maximum": args.receive_maximum,
             "window": args.window,
             "counters": {k: v for k, v in counters.snapshot().items() if k.startswith(("mqtt.", "store.", "ingest."))},
@@ -324,6 +326,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=2000, help="the publisher's unacknowledged PUBLISHes")
     p.add_argument("--receive-maximum", type=int, default=2000, help="MqttIngest receive_maximum")
     p.add_argument("--batch-delay-ms", type=float, default=20.0, help="ingest.batch_max_delay_ms")
+    p.add_argument("--writers", type=int, default=2, help="ingest.writers")
     p.add_argument("--format", choices=("json", "msgpack"), default="json", help="payload encoding")
     p.add_argument("--pg-port", type=int, default=55432)
     p.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)
