@@ -167,6 +167,62 @@ def _postgres_cpu(database: str) -> float:
     return total
 
 
+def _subscriptions(subscribers: int) -> list[str]:
+    from protocols import phone_mqtt
+
+    if subscribers == 1:
+        return list(phone_mqtt.SUBSCRIPTIONS)
+    # MQTT v5 shared subscriptions: the broker hands each message to one member of the group.
+    return [f"$share/bench/{topic}" for topic in phone_mqtt.SUBSCRIPTIONS]
+
+
+def _helpers_cpu(helpers: list[asyncio.subprocess.Process]) -> float:
+    return sum(_cpu_seconds(h.pid) for h in helpers if h.returncode is None)
+
+
+async def subscriber(args: argparse.Namespace) -> None:
+    """One more subscriber process (`--subscriber K`), until SIGTERM: what the server's worker K runs."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from ingest.batcher import Batcher
+    from ingest.counters import Counters
+    from ingest.mqtt_ingest import MqttIngest
+    from ingest.reports import ReportSink
+    from store import db
+    from store.positions import PositionWriter
+    from tracking.registry import Registry
+
+    counters = Counters()
+    pool = AsyncConnectionPool(args.dsn, min_size=1, max_size=4, open=False)
+    await pool.open(wait=True)
+
+    async def connect_writer() -> PositionWriter:
+        return PositionWriter(await db.connect(args.dsn, autocommit=True))
+
+    batcher = Batcher(
+        connect_writer, counters, max_rows=1000, max_delay=args.batch_delay_ms / 1000, writers=args.writers
+    )
+    batcher.start()
+    ingest = MqttIngest(
+        ReportSink(batcher, counters),
+        Registry(pool),
+        counters,
+        host="127.0.0.1",
+        port=args.port,
+        client_id=f"bench-ingest-{args.subscriber}",
+        subscriptions=_subscriptions(args.subscribers),
+        receive_maximum=args.receive_maximum,
+    )
+    await ingest.start()
+    print("subscribed", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await ingest.close()
+    await batcher.close()
+    await pool.close()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     import psycopg
     import uvloop  # noqa: F401  (the loop is set by main)
@@ -202,6 +258,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await devices.upsert_devices(
             conn, [DeviceRecord(uid=f"{prefix}{i:05d}", kind="inspector", protocol="mqtt") for i in range(args.devices)]
         )
+
+        async def stored_now() -> int:
+            cur = await conn.execute("SELECT count(*) FROM positions")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
         await asyncio.to_thread(broker.start)
         broker_pid = broker.pid()
         assert broker_pid is not None
@@ -213,14 +275,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async def connect_writer() -> PositionWriter:
             return PositionWriter(await db.connect(dsn, autocommit=True))
 
-        committed = asyncio.Event()
         batcher = Batcher(
             connect_writer,
             counters,
-            max_rows=2000,
+            max_rows=1000,
             max_delay=args.batch_delay_ms / 1000,
             max_pending=50000,
-            on_commit=[lambda _batch: committed.set()],
             writers=args.writers,
         )
         batcher.start()
@@ -231,14 +291,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             counters,
             host=broker.host,
             port=broker.port,
-            client_id="bench-ingest",
+            client_id="bench-ingest-0",
+            subscriptions=_subscriptions(args.subscribers),
             receive_maximum=args.receive_maximum,
         )
         await ingest.start()
+        helpers = []
+        for k in range(1, args.subscribers):  # more subscriber processes on the same shared subscriptions
+            helper = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *("-m", "bench.mqtt_ingest", "--subscriber", str(k), "--subscribers", str(args.subscribers)),
+                *("--port", str(broker.port), "--dsn", dsn, "--writers", str(args.writers)),
+                *("--batch-delay-ms", str(args.batch_delay_ms), "--receive-maximum", str(args.receive_maximum)),
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            assert helper.stdout is not None
+            if (await helper.stdout.readline()).strip() != b"subscribed":
+                raise RuntimeError("a subscriber process did not start")
+            helpers.append(helper)
         for i in range(args.devices):  # warm the registry cache, as a running server has it
             await registry.lookup(f"{prefix}{i:05d}", "mqtt")
 
-        cpu0 = (time.process_time(), _cpu_seconds(broker_pid), _postgres_cpu(name))
+        cpu0 = (time.process_time(), _cpu_seconds(broker_pid), _postgres_cpu(name), _helpers_cpu(helpers))
         publisher = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -254,24 +329,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         while publisher.returncode is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(publisher.wait(), 1.0)
-            samples.append((time.monotonic() - t_start, counters.values["store.rows_written"]))
-            print(
-                f"{samples[-1][0]:5.1f}s stored {samples[-1][1]:>8} received {counters.values['mqtt.messages']:>8}",
-                file=sys.stderr,
-            )
+            samples.append((time.monotonic() - t_start, await stored_now()))
+            print(f"{samples[-1][0]:5.1f}s stored {samples[-1][1]:>8}", file=sys.stderr)
         assert publisher.stdout is not None
         pub = json.loads(await publisher.stdout.read())
-        stored_when_published = counters.values["store.rows_written"]
+        stored_when_published = await stored_now()
         # Drain: everything published should end up stored; stop when nothing is committed for 5 s
         # (what is missing then was dropped by the broker: its queue for a lagging session is bounded).
-        while counters.values["store.rows_written"] < pub["published"]:
-            committed.clear()
-            try:
-                await asyncio.wait_for(committed.wait(), 5.0)
-            except TimeoutError:
-                break
+        last, still = stored_when_published, time.monotonic()
+        while last < pub["published"] and time.monotonic() - still < 5.0:
+            await asyncio.sleep(0.2)
+            now_stored = await stored_now()
+            if now_stored != last:
+                last, still = now_stored, time.monotonic()
         t_drained = time.monotonic() - t_start
-        cpu1 = (time.process_time(), _cpu_seconds(broker_pid), _postgres_cpu(name))
+        cpu1 = (time.process_time(), _cpu_seconds(broker_pid), _postgres_cpu(name), _helpers_cpu(helpers))
+        for helper in helpers:
+            helper.send_signal(signal.SIGTERM)
+            await helper.wait()
         await ingest.close()
         await batcher.close()
         await pool.close()
@@ -290,8 +365,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "backlog_when_publisher_stopped": pub["published"] - stored_when_published,
             "not_delivered": pub["published"] - stored,
             "drained_after_s": round(t_drained, 1),
+            "subscribers": args.subscribers,
             "cpu_s": {
-                "ingest": round(cpu1[0] - cpu0[0], 1),
+                "ingest": round(cpu1[0] - cpu0[0] + cpu1[3] - cpu0[3], 1),
                 "publisher": round(pub["cpu_s"], 1),
                 "mosquitto": round(cpu1[1] - cpu0[1], 1),
                 "postgres": round(cpu1[2] - cpu0[2], 1),
@@ -329,7 +405,10 @@ def main() -> None:
     p.add_argument("--writers", type=int, default=2, help="ingest.writers")
     p.add_argument("--format", choices=("json", "msgpack"), default="json", help="payload encoding")
     p.add_argument("--pg-port", type=int, default=55432)
+    p.add_argument("--subscribers", type=int, default=1, help="subscriber processes on shared subscriptions")
     p.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--subscriber", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--dsn", default="", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--prefix", default="bench-phone-", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -338,6 +417,9 @@ def main() -> None:
         return
     import uvloop
 
+    if args.subscriber:
+        uvloop.run(subscriber(args))
+        return
     result = uvloop.run(run(args))
     print(json.dumps(result, indent=2))
 

@@ -94,6 +94,9 @@ class MqttSettings:
     session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 2000  # unacknowledged messages in flight (MQTT v5)
     reconnect_max_s: int = 30
+    # With several workers each subscribes as <client_id>-<worker> to "$share/<group>/<topic>" (MQTT v5
+    # shared subscriptions): the broker spreads the phones' messages over the workers.
+    shared_group: str = "telematics"
 
 
 @dataclass(slots=True)

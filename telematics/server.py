@@ -25,7 +25,7 @@ from ingest.osmand_http import OsmAndListener
 from ingest.ratelimit import ConnectLimiter
 from ingest.reports import ReportSink
 from ingest.terminal import ListenerContext, TcpListener, TerminalConnection
-from protocols import gt06, h02, jt808, nmea
+from protocols import gt06, h02, jt808, nmea, phone_mqtt
 from store import db, messages, positions
 from store.cluster import Cluster
 from store.migrate import migrate
@@ -191,15 +191,21 @@ class Server:
             self.ports["osmand"] = await osmand.start(s.osmand.host, s.osmand.port, reuse_port=self.reuse_port)
             self.http_listeners.append(osmand)
 
-        if s.mqtt.enabled and self.worker == 0:
-            # One subscriber per installation: its session (client id) is one; workers share TCP ports only.
+        if s.mqtt.enabled:
+            # One process: one subscriber with one persistent session. Several workers: one each, on
+            # shared subscriptions, so the broker spreads the phones over them (one core is not enough
+            # for MQTT parsing past about 4,000 messages a second).
+            shared = s.workers > 1
             self.mqtt = MqttIngest(
                 reports,
                 registry,
                 self.counters,
                 host=s.mqtt.host,
                 port=s.mqtt.port,
-                client_id=s.mqtt.client_id,
+                client_id=f"{s.mqtt.client_id}-{self.worker}" if shared else s.mqtt.client_id,
+                subscriptions=[f"$share/{s.mqtt.shared_group}/{t}" for t in phone_mqtt.SUBSCRIPTIONS]
+                if shared
+                else phone_mqtt.SUBSCRIPTIONS,
                 qos=s.mqtt.qos,
                 username=s.mqtt.username or None,
                 password=s.mqtt.password or None,
@@ -209,7 +215,8 @@ class Server:
                 reconnect_max_s=float(s.mqtt.reconnect_max_s),
             )
             self.mqtt.downlink = self.downlink
-            self.downlink.publish_phone = self.mqtt.publish_message
+            if self.worker == 0:  # messages to phones go out once
+                self.downlink.publish_phone = self.mqtt.publish_message
             self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
 
         app = make_app(
@@ -235,7 +242,7 @@ class Server:
         """Start the embedded broker if it is ours, then subscribe; a broker that is away at start
         delays only the phones over MQTT, not the server."""
         s = self.settings.mqtt
-        if s.embedded:
+        if s.embedded and self.worker == 0:  # the others wait for it below
             await asyncio.to_thread(Broker(self.settings.state_path / "mosquitto", port=s.port, host=s.host).start)
         delay = 1.0
         while True:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiomqtt
 import psycopg
 import pytest
@@ -25,11 +26,11 @@ from ingest.mqtt_ingest import MqttIngest
 from ingest.reports import ReportSink
 from protocols import phone_mqtt
 from protocols.messages import Position
-from store import devices
+from store import devices, messages
 from store.devices import DeviceRecord
 from telematics.broker import Broker
 from telematics.server import Server
-from tests.conftest import ROOT
+from tests.conftest import API_TOKEN, ROOT
 from tests.server_process import free_port
 from tracking.registry import Registry
 
@@ -404,3 +405,56 @@ async def test_the_composed_server_starts_its_broker_and_subscribes(
         await composed.close()
         _remove_broker(broker)
         shutil.rmtree(state, ignore_errors=True)
+
+
+async def test_shared_subscriptions_spread_the_phones_over_subscribers(
+    broker: Broker, make_ingest: MakeIngest, db: psycopg.AsyncConnection
+) -> None:
+    """What several workers do: each message to exactly one of the subscribers, all stored once."""
+    uid, device_id = await _new_device(db)
+    group = "g" + secrets.token_hex(3)
+    shared = [f"$share/{group}/{topic}" for topic in phone_mqtt.SUBSCRIPTIONS]
+    first = await make_ingest(_client_id(), subscriptions=shared)
+    second = await make_ingest(_client_id(), subscriptions=shared)
+    base = _now() - timedelta(hours=1)
+    await _publish(
+        broker,
+        *((phone_mqtt.topic_for(uid), _owntracks(base + timedelta(seconds=i), 30.0, 120.0)) for i in range(100)),
+    )
+    assert len(await _rows_become(db, device_id, 100)) == 100
+    taken = [first.counters.values["mqtt.messages"], second.counters.values["mqtt.messages"]]
+    assert sum(taken) == 100 and min(taken) > 0, taken
+
+
+async def test_phone_gets_a_dispatcher_message_and_its_ack_is_recorded(
+    server: Server, broker: Broker, make_ingest: MakeIngest, db: psycopg.AsyncConnection
+) -> None:
+    uid, device_id = await _new_device(db)
+    ingest = await make_ingest(_client_id())
+    assert server.downlink is not None
+    ingest.downlink = server.downlink
+    server.downlink.publish_phone = ingest.publish_message
+    try:
+        async with aiomqtt.Client(broker.host, broker.port) as phone:
+            await phone.subscribe(phone_mqtt.message_topic_for(uid), qos=1)
+            url = f"http://127.0.0.1:{server.ports['api']}/api/messages"
+            async with (
+                aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_TOKEN}"}) as http,
+                http.post(url, json={"devices": [device_id], "text": "请到北门集合"}) as r,
+            ):
+                assert r.status == 201
+                message_id = (await r.json())["id"]
+            async with asyncio.timeout(10):
+                async for got in phone.messages:
+                    doc = json.loads(bytes(got.payload))  # type: ignore[arg-type]
+                    assert doc == {"_type": "message", "id": message_id, "text": "请到北门集合"}
+                    break
+            await phone.publish(phone_mqtt.event_topic_for(uid), json.dumps({"_type": "ack", "id": message_id}), qos=1)
+
+        async def acknowledged() -> bool:
+            m = await messages.get(db, message_id)
+            return m is not None and m.deliveries[0].state == "acknowledged"
+
+        await _eventually(acknowledged)
+    finally:
+        server.downlink.publish_phone = None
