@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from protocols import jt808
+from protocols import gt06, jt808
 from store import devices, messages
 from store.devices import DeviceRecord
 from telematics.server import Server
@@ -142,3 +142,27 @@ async def test_bad_requests(server: Server, db: psycopg.AsyncConnection) -> None
         assert got == status, (body, answer)
         assert "error" in answer
     assert (await _api(server, "GET", "/api/messages/999999999"))[0] == 404
+
+
+async def test_gt06_terminal_gets_a_command_and_answers_it(server: Server, db: psycopg.AsyncConnection) -> None:
+    imei = "8680" + str(secrets.randbelow(10**11)).rjust(11, "0")
+    await devices.upsert_devices(db, [DeviceRecord(uid=imei, kind="enforcement", protocol="gt06")])
+    device = await devices.by_uid(db, imei)
+    assert device is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.ports["gt06"])
+    writer.write(gt06.encode_login(imei, serial=1))
+    await asyncio.wait_for(reader.readexactly(10), 5)  # the login's answer
+    _, m = await _api(server, "POST", "/api/messages", {"devices": [device.id], "text": "STATUS#"})
+    head = await asyncio.wait_for(reader.readexactly(4), 5)
+    assert head[:2] == b"\x78\x78" and head[3] == gt06.MSG_COMMAND
+    rest = await reader.readexactly(head[2] + 2 - 1)
+    flag = int.from_bytes(rest[1:5])
+    assert rest[5 : 5 + len(b"STATUS#")] == b"STATUS#"
+    reply = b"STATUS: OK"
+    writer.write(gt06.encode_frame(gt06.MSG_STRING, bytes([4 + len(reply)]) + flag.to_bytes(4) + reply, serial=2))
+    await _state(server, m["id"], device.id, "acknowledged")
+    # Chinese text cannot go to a GT06 terminal: its commands are ASCII.
+    _, m = await _api(server, "POST", "/api/messages", {"devices": [device.id], "text": "收车"})
+    d = await _state(server, m["id"], device.id, "failed")
+    assert "ASCII" in d["detail"]
+    writer.close()
