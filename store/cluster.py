@@ -73,6 +73,8 @@ class Cluster:
         self._check_binaries()
         if os.geteuid() == 0:
             self._make_reachable_as_postgres()
+            if self.initialised():  # made for an earlier checkout at the same path: use it again
+                return
         self.directory.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         if os.geteuid() == 0:
