@@ -87,7 +87,7 @@ async def client(
 async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
     config = work / "telematics.toml"
     e2e_args = argparse.Namespace(
-        server_log_level="WARNING", batch_rows=2000, batch_delay_ms=20, max_pending=50_000, connects_per_ip=1_000_000
+        server_log_level="WARNING", batch_rows=1000, batch_delay_ms=10, max_pending=50_000, connects_per_ip=1_000_000
     )
     e2e.write_config(config, work / "state", e2e_args)
     token = "bench-" + secrets.token_hex(8)
