@@ -11,8 +11,10 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from store import devices
-from store.devices import DeviceRecord
+from access import tokens
+from access.routes import ACCESS
+from store import devices, users
+from store.devices import DeviceRecord, OrgUnitRecord
 from telematics import openapi
 from telematics.server import Server
 from tests.conftest import API_TOKEN
@@ -145,3 +147,29 @@ async def test_devices_list_create_change(server: Server, db: psycopg.AsyncConne
     assert created["id"] not in [d["id"] for d in hidden["devices"]]
     async with aiohttp.ClientSession(headers=AUTH) as http, http.patch(url, json={"colour": "red"}) as r:
         assert r.status == 400
+
+
+async def test_websocket_closes_when_its_token_is_revoked(server: Server, db: psycopg.AsyncConnection) -> None:
+    code = "ws-" + secrets.token_hex(3)
+    await devices.upsert_units(db, [OrgUnitRecord(code, "WS unit")])
+    unit = await users.unit_by_code(db, code)
+    assert unit is not None
+    user = await users.create_user(db, "ws-" + secrets.token_hex(3), "dispatcher", unit.id)
+    assert user is not None
+    token = await tokens.issue(db, user.id, "test", None)
+    assert server.hub is not None and server.runner is not None
+    server.hub.token_check_s = 0.2
+    try:
+        url = f"ws://127.0.0.1:{server.ports['api']}/api/live/ws?token={token}"
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            await ws.send_str(json.dumps({"type": "subscribe"}))
+            assert json.loads((await ws.receive(timeout=5)).data)["type"] == "snapshot"
+            await users.revoke_tokens(db, user.id)
+            server.runner.app[ACCESS].authenticator.forget(token)  # as a logout in this process does
+            while True:
+                msg = await ws.receive(timeout=5)
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    break
+            assert ws.close_code == 4401
+    finally:
+        server.hub.token_check_s = 30.0

@@ -22,8 +22,11 @@ import psycopg
 from aiohttp import WSMsgType, web
 from psycopg_pool import AsyncConnectionPool
 
+from access.authenticator import Authenticator
 from access.errors import json_error
+from access.middleware import request_token
 from access.principal import Principal, principal
+from access.routes import ACCESS
 from geofence import crs, shapes
 from store import db, messages, users
 from store.devices import KINDS
@@ -64,6 +67,7 @@ class LiveHub:
         self.pool = pool
         self.max_rate = max_rate
         self.send_timeout = send_timeout
+        self.token_check_s = 30.0  # the authenticator caches a token's answer this long anyway
         self.clients: set[_Client] = set()
         self._listener: asyncio.Task[None] | None = None
         service.listeners.append(self.wake_all)
@@ -116,6 +120,10 @@ class LiveHub:
         client = _Client(ws, principal(request))
         self.clients.add(client)
         pump = asyncio.create_task(self._pump(client), name="live-ws")
+        token = request_token(request)
+        if token is not None:
+            watch = asyncio.create_task(self._watch_token(client, request.app[ACCESS].authenticator, token))
+            pump.add_done_callback(lambda _: watch.cancel())
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -141,6 +149,15 @@ class LiveHub:
             pump.cancel()
             self.clients.discard(client)
         return ws
+
+    async def _watch_token(self, client: _Client, authenticator: Authenticator, token: str) -> None:
+        """An open feed ends when its token does: revoked, expired, or its user disabled."""
+        while not client.ws.closed:
+            await asyncio.sleep(self.token_check_s)
+            if await authenticator.resolve(token) is None:
+                log.info("live client %s: token no longer valid; closing", client.who.name)
+                self.clients.discard(client)
+                await client.ws.close(code=4401, message=b"token revoked or expired")
 
     async def _pump(self, client: _Client) -> None:
         """Deltas for one client, at its own pace: at once after a quiet spell, else at most `max_rate`
