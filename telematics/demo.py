@@ -74,6 +74,8 @@ def _write(path: Path, secret: str) -> None:
 
 
 async def run_demo(settings: Settings, broker: Broker) -> int:
+    if not settings.web.boundaries:
+        settings.web.boundaries = "深圳市"  # the simulated fleet drives around Futian
     server = Server(settings)  # starts the embedded database and broker when they are the ones in use
     await server.start()
     assert server.pool is not None

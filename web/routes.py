@@ -3,6 +3,7 @@ loaded before the dispatcher logs in; everything about devices is behind /api/."
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from telematics.config import WebSettings
+from web.boundaries import BoundaryError, region_geojson
 
 log = logging.getLogger("telematics.web")
 
@@ -36,6 +38,9 @@ def _file(root: Path, relative: str) -> web.FileResponse:
     return web.FileResponse(path, headers=headers)
 
 
+BOUNDARIES_URL = "/boundaries.geojson"
+
+
 def map_config(settings: WebSettings) -> dict[str, Any]:
     """What the page needs before login: which basemap, where it is, its coordinate system, the first view."""
     pmtiles = Path(settings.pmtiles_path) if settings.pmtiles_path else None
@@ -50,6 +55,7 @@ def map_config(settings: WebSettings) -> dict[str, Any]:
         "crs": "gcj02" if settings.tiles_gcj02 and basemap != "none" else "wgs84",
         "center": list(settings.center) if settings.center else None,
         "zoom": settings.zoom,
+        "boundaries_url": BOUNDARIES_URL if settings.boundaries else None,
     }
 
 
@@ -58,6 +64,13 @@ def routes(settings: WebSettings) -> list[web.RouteDef]:
     `/basemap.pmtiles` (HTTP Range requests: the page reads the tiles it needs, never the whole file)."""
     config = map_config(settings)
     pmtiles = Path(settings.pmtiles_path).resolve() if config["basemap"] == "pmtiles" else None
+    outlines = b""
+    if settings.boundaries:
+        try:
+            outlines = json.dumps(region_geojson(settings.boundaries, config["crs"]), ensure_ascii=False).encode()
+        except BoundaryError as e:
+            log.warning("%s: the map has no district boundaries", e)
+            config["boundaries_url"] = None
     if not (VENDOR_DIR / "maplibre-gl.mjs").is_file():
         log.warning("the map page's libraries are missing from %s: run `make web`", VENDOR_DIR)
 
@@ -79,7 +92,13 @@ def routes(settings: WebSettings) -> list[web.RouteDef]:
         # aiohttp answers Range (206) and If-Range itself; the ETag lets the page notice a replaced file.
         return web.FileResponse(pmtiles, headers={"Content-Type": "application/vnd.pmtiles", **NO_CACHE})
 
+    async def boundaries(request: web.Request) -> web.Response:
+        if not outlines:
+            raise web.HTTPNotFound()
+        return web.Response(body=outlines, content_type="application/geo+json", headers=NO_CACHE)
+
     return [
+        web.get(BOUNDARIES_URL, boundaries),
         web.get("/", index),
         web.get("/static/{path:.+}", static),
         web.get("/vendor/{name}", vendor),

