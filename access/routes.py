@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from access import passwords, tokens
 from access.accounts import AccountError, check_name, check_role
 from access.authenticator import Authenticator
-from access.errors import json_error
+from access.errors import json_error, json_object
 from access.limiter import FailureLimiter
 from access.middleware import LOGIN_PATH, request_token
 from access.principal import principal
@@ -59,16 +59,6 @@ def user_json(name: str, role: str, unit: Unit | None) -> dict[str, Any]:
     return {"name": name, "role": role, "unit": unit_json(unit) if unit is not None else None}
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise json_error(web.HTTPBadRequest, "the body must be a JSON object")
-    return body
-
-
 def _client(request: web.Request) -> str:
     try:
         address = ipaddress.ip_address(request.remote or "")
@@ -81,7 +71,7 @@ def _client(request: web.Request) -> str:
 
 async def login(request: web.Request) -> web.Response:
     access = request.app[ACCESS]
-    body = await _body(request)
+    body = await json_object(request)
     name, password = body.get("name"), body.get("password")
     if not isinstance(name, str) or not isinstance(password, str) or not name or not password:
         raise json_error(web.HTTPBadRequest, "name and password (non-empty strings) are required")
@@ -139,7 +129,7 @@ async def create_user(request: web.Request) -> web.Response:
     p = principal(request)
     p.require("admin")
     access = request.app[ACCESS]
-    body = await _body(request)
+    body = await json_object(request)
     name, role, ref, password = body.get("name"), body.get("role"), body.get("unit"), body.get("password")
     if not isinstance(name, str) or not isinstance(role, str):
         raise json_error(web.HTTPBadRequest, "name and role (strings) are required")

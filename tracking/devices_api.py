@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from access.errors import json_error
+from access.errors import json_error, json_object
 from access.principal import Principal, principal
 from store import devices, users
 from tracking.live import STATUS_NAMES
@@ -86,7 +86,7 @@ async def one_device(request: web.Request) -> web.Response:
 async def create_device(request: web.Request) -> web.Response:
     who = principal(request)
     who.require("admin")
-    body = await _body(request)
+    body = await json_object(request)
     uid = body.get("uid")
     if not isinstance(uid, str) or not uid.strip() or len(uid) > 64:
         raise json_error(web.HTTPBadRequest, "uid: the terminal's own id, 1 to 64 characters")
@@ -123,7 +123,7 @@ async def change_device(request: web.Request) -> web.Response:
         device_id = int(request.match_info["id"])
     except ValueError:
         raise json_error(web.HTTPNotFound, "no such device") from None
-    changes = _fields(await _body(request), ("kind", "name", "plate", "unit", "enabled"))
+    changes = _fields(await json_object(request), ("kind", "name", "plate", "unit", "enabled"))
     if not changes:
         raise json_error(web.HTTPBadRequest, "nothing to change: name, plate, kind, unit or enabled")
     if "unit" in changes and not who.sees_unit(changes["unit"]):  # type: ignore[arg-type]
@@ -158,16 +158,6 @@ def _fields(body: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, object]
             raise json_error(web.HTTPBadRequest, "enabled: true or false")
         out[key] = value
     return out
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, "the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise json_error(web.HTTPBadRequest, "the body must be a JSON object")
-    return body
 
 
 def _online(state: Any, ids: list[int]) -> list[bool]:

@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 from psycopg_pool import AsyncConnectionPool
 
 from access.authenticator import Authenticator
-from access.errors import json_error
+from access.errors import json_error, json_object
 from access.middleware import request_token
 from access.principal import Principal, principal
 from access.routes import ACCESS
@@ -370,12 +370,7 @@ async def live_counts(request: web.Request) -> web.Response:
 async def select(request: web.Request) -> web.Response:
     hub = request.app[LIVE]
     who = principal(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, "the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise json_error(web.HTTPBadRequest, "the body must be a JSON object")
+    body = await json_object(request)
     name = request.query.get("crs") or "wgs84"
     try:
         shape = shapes.from_json({k: v for k, v in body.items() if k in ("circle", "polygon")}, name)

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from access.errors import json_error
+from access.errors import json_error, json_object
 from access.principal import Principal, principal
 from store import devices, messages
 
@@ -53,7 +53,7 @@ async def visible_message(pool: AsyncConnectionPool, message_id: int, who: Princ
 async def send(request: web.Request) -> web.Response:
     who = principal(request)
     who.require("admin", "dispatcher")
-    body = await _json(request)
+    body = await json_object(request)
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         raise json_error(web.HTTPBadRequest, "text: a non-empty string is needed")
@@ -109,16 +109,6 @@ async def recent(request: web.Request) -> web.Response:
             if len(shown) == limit:
                 break
     return web.json_response({"messages": shown})
-
-
-async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, "the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise json_error(web.HTTPBadRequest, "the body must be a JSON object")
-    return body
 
 
 def routes() -> list[web.RouteDef]:
