@@ -68,6 +68,10 @@ def test_settings(dsn: str, tmp: Path) -> Settings:
         listener = getattr(s, name)
         listener.host, listener.port = "127.0.0.1", 0
     s.ingest.batch_max_delay_ms = 5
+    # Every test connects from 127.0.0.1: the per-address connect limit (tested on a server of its own in
+    # test_ratelimit.py) must not refuse a test's terminal because earlier tests connected many times.
+    s.ingest.connects_per_ip_per_s = 1000.0
+    s.ingest.connects_burst = 10_000
     s.mqtt.enabled = False  # the MQTT tests run their own broker and subscriber
     s.web.boundaries = "深圳市"  # the map's district outlines; test fleets drive in Futian
     return s
