@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -209,14 +209,173 @@ def _ring(ring: Any, index: int) -> npt.NDArray[np.float64]:
     return points
 
 
-def from_json(obj: Any, crs_name: str = "wgs84") -> Circle | Polygon:
-    """{"circle": {"lat", "lon", "radius_m"}} or {"polygon": GeoJSON Polygon}, read in `crs_name` and
+@dataclass(frozen=True, slots=True, eq=False)
+class MultiPolygon:
+    """Polygons taken together: inside means inside any of them (each by its own even-odd rule)."""
+
+    parts: tuple[Polygon, ...]
+    _box: BBox = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            raise ValueError("a multipolygon needs at least one polygon")
+        boxes = np.array([p.bbox() for p in self.parts])
+        box = (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
+        object.__setattr__(self, "_box", box)
+
+    @classmethod
+    def from_geojson(cls, geometry: Any) -> MultiPolygon:
+        """A GeoJSON MultiPolygon: {"type": "MultiPolygon", "coordinates": [polygon, ...]}, each polygon
+        read as strictly as `Polygon.from_geojson` reads one; MAX_VERTICES counts all of them together."""
+        if not isinstance(geometry, Mapping):
+            raise ValueError(f"multipolygon must be a GeoJSON geometry object, not {type(geometry).__name__}")
+        if geometry.get("type") != "MultiPolygon":
+            raise ValueError(f"multipolygon geometry type must be 'MultiPolygon', not {geometry.get('type')!r}")
+        coords = geometry.get("coordinates")
+        if not isinstance(coords, Sequence) or isinstance(coords, str) or not coords:
+            raise ValueError("multipolygon coordinates must be a non-empty list of polygons")
+        total = sum(len(r) for p in coords if _is_list(p) for r in p if _is_list(r))
+        if total > MAX_VERTICES:
+            raise ValueError(f"multipolygon has {total} positions, more than the limit of {MAX_VERTICES}")
+        parts = []
+        for i, poly in enumerate(coords):
+            try:
+                parts.append(Polygon.from_geojson({"type": "Polygon", "coordinates": poly}))
+            except ValueError as e:
+                raise ValueError(f"polygon {i}: {e}") from None
+        return cls(tuple(parts))
+
+    def bbox(self) -> BBox:
+        return self._box
+
+    def contains(self, lat: npt.ArrayLike, lon: npt.ArrayLike) -> _Mask:
+        la, lo = _points(lat, lon)
+        inside = np.zeros(len(la), dtype=np.bool_)
+        for part in self.parts:
+            inside |= part.contains(la, lo)
+        return inside
+
+
+def point_segment_d2(px: Any, py: Any, ax: Any, ay: Any, dx: Any, dy: Any, inv_len2: Any) -> Any:
+    """Squared distance from points (px, py) to segments from (ax, ay) along (dx, dy), in a plane; inv_len2 is
+    1 / (dx² + dy²), or 0 for a segment of no length. Broadcasts; Corridor and the zone index share it, so
+    they agree to the last bit."""
+    t = np.clip(((px - ax) * dx + (py - ay) * dy) * inv_len2, 0.0, 1.0)
+    ex, ey = px - (ax + t * dx), py - (ay + t * dy)
+    return ex * ex + ey * ey
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Corridor:
+    """A route corridor: the points within width_m / 2 of a polyline (round ends and joins).
+
+    Distances are measured in a local equirectangular plane centred on the line's bounding box
+    (metres east and north): at city scale it is within a fraction of a percent of the true distance.
+    `line` is an (n, 2) array of lon, lat.
+    """
+
+    line: npt.NDArray[np.float64]
+    width_m: float
+    origin: tuple[float, float, float, float] = field(init=False, repr=False, compare=False)  # lat0, lon0, kx, ky
+    # Segments in the plane: start x, start y, dx, dy, 1 / length² (0 for a repeated position).
+    segments: tuple[_Arr, _Arr, _Arr, _Arr, _Arr] = field(init=False, repr=False, compare=False)
+    half2: float = field(init=False, repr=False, compare=False)
+    _box: BBox = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        w = _number(self.width_m, "width_m")
+        if not 0 < w <= MAX_RADIUS_M:
+            raise ValueError(f"width_m must be above 0 and at most {MAX_RADIUS_M:.0f}, not {w}")
+        object.__setattr__(self, "width_m", w)
+        self.line.flags.writeable = False
+        lon, lat = self.line[:, 0], self.line[:, 1]
+        lat0, lon0 = (float(lat.min()) + float(lat.max())) / 2, (float(lon.min()) + float(lon.max())) / 2
+        ky = EARTH_RADIUS_M * math.pi / 180.0
+        kx = ky * math.cos(math.radians(lat0))
+        object.__setattr__(self, "origin", (lat0, lon0, kx, ky))
+        x, y = self.project(lat, lon)
+        dx, dy = np.diff(x), np.diff(y)
+        len2 = dx * dx + dy * dy
+        inv = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
+        object.__setattr__(self, "segments", (x[:-1], y[:-1], dx, dy, inv))
+        half = w / 2
+        object.__setattr__(self, "half2", half * half)
+        # Exact in the plane: a point farther than `half` from the line's box along either axis is outside.
+        box = (
+            float(lat.min()) - half / ky,
+            float(lon.min()) - half / kx,
+            float(lat.max()) + half / ky,
+            float(lon.max()) + half / kx,
+        )
+        object.__setattr__(self, "_box", box)
+
+    @classmethod
+    def from_geojson(cls, geometry: Any, width_m: Any) -> Corridor:
+        """A GeoJSON LineString of at least 2 positions, not all the same, and the corridor's width."""
+        if not isinstance(geometry, Mapping):
+            raise ValueError(f"corridor line must be a GeoJSON geometry object, not {type(geometry).__name__}")
+        if geometry.get("type") != "LineString":
+            raise ValueError(f"corridor line geometry type must be 'LineString', not {geometry.get('type')!r}")
+        coords = geometry.get("coordinates")
+        if not _is_list(coords) or len(coords) < 2:
+            raise ValueError("corridor line coordinates must be a list of at least 2 positions")
+        if len(coords) > MAX_VERTICES:
+            raise ValueError(f"corridor line has {len(coords)} positions, more than the limit of {MAX_VERTICES}")
+        points = _positions(coords, "corridor line")
+        if (points == points[0]).all():
+            raise ValueError("corridor line has no length (all its positions are the same)")
+        return cls(points, width_m)
+
+    def project(self, lat: Any, lon: Any) -> tuple[Any, Any]:
+        """Metres east and north of the origin in the corridor's plane."""
+        lat0, lon0, kx, ky = self.origin
+        return (lon - lon0) * kx, (lat - lat0) * ky
+
+    def bbox(self) -> BBox:
+        return self._box
+
+    def contains(self, lat: npt.ArrayLike, lon: npt.ArrayLike) -> _Mask:
+        """Points within width_m / 2 of the line (the boundary included)."""
+        la, lo = _points(lat, lon)
+        inside = _in_bbox(self._box, la, lo)
+        idx = np.flatnonzero(inside)
+        if idx.size:
+            x, y = self.project(la[idx], lo[idx])
+            best = np.full(idx.size, np.inf)
+            for ax, ay, dx, dy, inv in zip(*self.segments, strict=True):
+                np.minimum(best, point_segment_d2(x, y, ax, ay, dx, dy, inv), out=best)
+            inside[idx] = best <= self.half2
+        return inside
+
+
+def _is_list(value: Any) -> TypeGuard[Sequence[Any]]:
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
+def _positions(coords: Sequence[Any], what: str) -> npt.NDArray[np.float64]:
+    points = np.empty((len(coords), 2), dtype=np.float64)
+    for i, pos in enumerate(coords):
+        if not _is_list(pos) or not 2 <= len(pos) <= 3:
+            raise ValueError(f"{what}, position {i}: expected [lon, lat] (optionally with altitude)")
+        lon, lat = _number(pos[0], f"{what}, position {i}, lon"), _number(pos[1], f"{what}, position {i}, lat")
+        _check_lat_lon(lat, lon, f"{what}, position {i}")
+        points[i] = lon, lat
+    return points
+
+
+AnyShape = Circle | Polygon | MultiPolygon | Corridor
+SHAPE_KINDS = ("circle", "polygon", "multipolygon", "corridor")
+
+
+def from_json(obj: Any, crs_name: str = "wgs84") -> AnyShape:
+    """{"circle": {"lat", "lon", "radius_m"}}, {"polygon": GeoJSON Polygon}, {"multipolygon": GeoJSON
+    MultiPolygon} or {"corridor": {"line": GeoJSON LineString, "width_m"}}, read in `crs_name` and
     converted to WGS-84 (the vertices one by one: the offsets vary over kilometres, not metres)."""
     if not isinstance(obj, Mapping):
         raise ValueError(f"shape must be an object, not {type(obj).__name__}")
-    kinds = [k for k in ("circle", "polygon") if k in obj]
+    kinds = [k for k in SHAPE_KINDS if k in obj]
     if len(kinds) != 1:
-        raise ValueError("shape must have exactly one of 'circle' or 'polygon'")
+        raise ValueError("shape must have exactly one of 'circle', 'polygon', 'multipolygon' or 'corridor'")
     if crs_name not in crs.NAMES:
         raise ValueError(f"unknown coordinate system {crs_name!r}: expected one of {', '.join(crs.NAMES)}")
     if kinds[0] == "circle":
@@ -231,11 +390,23 @@ def from_json(obj: Any, crs_name: str = "wgs84") -> Circle | Polygon:
             return circle
         lat, lon = crs.convert(circle.lat, circle.lon, crs_name, "wgs84")
         return Circle(lat, lon, circle.radius_m)
+    if kinds[0] == "corridor":
+        spec = obj["corridor"]
+        if not isinstance(spec, Mapping) or "line" not in spec or "width_m" not in spec:
+            raise ValueError("corridor must be an object with line (a GeoJSON LineString) and width_m")
+        corridor = Corridor.from_geojson(spec["line"], spec["width_m"])
+        return corridor if crs_name == "wgs84" else Corridor(_to_wgs84(corridor.line, crs_name), corridor.width_m)
+    if kinds[0] == "multipolygon":
+        multi = MultiPolygon.from_geojson(obj["multipolygon"])
+        if crs_name == "wgs84":
+            return multi
+        return MultiPolygon(tuple(Polygon(tuple(_to_wgs84(r, crs_name) for r in p.rings)) for p in multi.parts))
     polygon = Polygon.from_geojson(obj["polygon"])
     if crs_name == "wgs84":
         return polygon
-    rings = []
-    for ring in polygon.rings:
-        lats, lons = crs.convert(ring[:, 1], ring[:, 0], crs_name, "wgs84")
-        rings.append(np.column_stack([lons, lats]))
-    return Polygon(tuple(rings))
+    return Polygon(tuple(_to_wgs84(ring, crs_name) for ring in polygon.rings))
+
+
+def _to_wgs84(points: npt.NDArray[np.float64], crs_name: str) -> npt.NDArray[np.float64]:
+    lats, lons = crs.convert(points[:, 1], points[:, 0], crs_name, "wgs84")
+    return np.column_stack([lons, lats])

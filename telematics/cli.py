@@ -15,7 +15,8 @@ from typing import Any
 
 from access import passwords, tokens
 from access.accounts import AccountError, check_name
-from store import db, devices, users
+from geofence import crs
+from store import db, devices, users, zones
 from store.cluster import ClusterError
 from telematics import config
 from telematics import decode as decode_cli
@@ -23,6 +24,7 @@ from telematics.broker import Broker, BrokerError
 from telematics.server import Server, cluster_for, dsn_for, prepare_database
 from telematics.workers import run_workers
 from tracking.device_import import CsvImportError, parse_devices, parse_units
+from tracking.zone_import import ZoneImportError, parse_zones
 
 log = logging.getLogger("telematics")
 
@@ -128,7 +130,7 @@ def _broker(settings: config.Settings, action: str) -> int:
 # --- import ----------------------------------------------------------------------------------
 
 
-async def _import(settings: config.Settings, what: str, path: Path) -> int:
+async def _import(settings: config.Settings, what: str, path: Path, crs_name: str) -> int:
     try:
         text = await asyncio.to_thread(path.read_text, encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -139,7 +141,9 @@ async def _import(settings: config.Settings, what: str, path: Path) -> int:
     try:
         known = set(await devices.unit_codes(conn))
         try:
-            if what == "devices":
+            if what == "zones":
+                n = await zones.upsert_by_code(conn, parse_zones(text, known, crs_name))
+            elif what == "devices":
                 records = parse_devices(text, known)
                 async with conn.transaction():
                     n = await devices.upsert_devices(conn, records)
@@ -151,6 +155,11 @@ async def _import(settings: config.Settings, what: str, path: Path) -> int:
             for err in e.errors:
                 print(f"{path}:{err.line}: {err.reason}", file=sys.stderr)
             print(f"{path}: nothing imported ({len(e.errors)} bad rows)", file=sys.stderr)
+            return 1
+        except ZoneImportError as e:
+            for bad in e.errors:
+                print(f"{path}:{bad}", file=sys.stderr)
+            print(f"{path}: nothing imported ({len(e.errors)} bad features)", file=sys.stderr)
             return 1
         await conn.commit()
     finally:
@@ -270,9 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--raw", type=argparse.FileType("rb"), help="a captured byte stream; - for standard input")
     dec.add_argument("--topic", default="", help="MQTT topic the payloads were published on (mqtt)")
     dec.add_argument("messages", nargs="*", help="messages as hex (text protocols also as text)")
-    imp = sub.add_parser("import", help="import devices or organisation units from CSV (all rows or none)")
-    imp.add_argument("what", choices=["devices", "units"])
+    imp = sub.add_parser(
+        "import", help="import organisation units or devices from CSV, zones from GeoJSON (all or none)"
+    )
+    imp.add_argument("what", choices=["devices", "units", "zones"])
     imp.add_argument("file", type=Path)
+    imp.add_argument(
+        "--crs", choices=crs.NAMES, default="wgs84", help="coordinate system of a zones file (default wgs84)"
+    )
     usr = sub.add_parser("user", help="API users and their tokens")
     usr_sub = usr.add_subparsers(dest="action", required=True)
     add = usr_sub.add_parser("add", help="create a user and print a token for it (label cli, no expiry)")
@@ -318,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "broker":
             return _broker(settings, args.action)
         if args.command == "import":
-            return _run(_import(settings, args.what, args.file))
+            if args.crs != "wgs84" and args.what != "zones":
+                print("import: --crs applies to zones only", file=sys.stderr)
+                return 2
+            return _run(_import(settings, args.what, args.file, args.crs))
         if args.command == "user":
             return _user(settings, args)
     except (db.DatabaseError, ClusterError, BrokerError) as e:

@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from store.zones import KINDS as ZONE_KINDS
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -23,6 +25,7 @@ _COUNTS = {
     "properties": {k: {"type": "integer"} for k in ("online", "offline", "never")},
     "required": ["online", "offline", "never"],
 }
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _CRS = {"name": "crs", "in": "query", "schema": {"enum": ["wgs84", "gcj02", "bd09"]}}
 
 
@@ -112,6 +115,33 @@ SCHEMAS: dict[str, Any] = {
             },
             "polygon": {"type": "object"},
             "kinds": {"type": "array", "items": {"type": "string"}},
+            "units": {"type": "array", "items": {"type": "integer"}},
+        },
+    },
+    "Zone": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "code": {"type": ["string", "null"], "description": "stable key of imports"},
+            "name": {"type": "string"},
+            "kind": {"enum": list(ZONE_KINDS)},
+            "shape": {
+                "type": "object",
+                "description": "exactly one of circle {lat, lon, radius_m}, polygon (GeoJSON Polygon), "
+                "multipolygon (GeoJSON MultiPolygon) or corridor {line: GeoJSON LineString, width_m}",
+            },
+            "properties": {"type": "object", "description": "free-form; speed_zone: speed_limit_kmh"},
+            "unit": {"oneOf": [_ref("Unit"), {"type": "null"}]},
+            "enabled": {"type": "boolean"},
+            "created": _T,
+            "updated": _T,
+        },
+    },
+    "ZoneAssignments": {
+        "type": "object",
+        "properties": {
+            "devices": {"type": "array", "items": {"type": "integer"}},
+            "kinds": {"type": "array", "items": {"enum": ["sanitation", "muck", "enforcement", "inspector", "other"]}},
             "units": {"type": "array", "items": {"type": "integer"}},
         },
     },
@@ -228,6 +258,53 @@ PATHS: dict[str, Any] = {
             body=_ref("Shape"),
             parameters=[_CRS],
         )
+    },
+    "/api/zones": {
+        "get": _op(
+            "zones of the caller's units",
+            _json(
+                {
+                    "type": "object",
+                    "properties": {"zones": {"type": "array", "items": _ref("Zone")}, "total": {"type": "integer"}},
+                }
+            ),
+            parameters=[
+                _q("kind"),
+                _q("unit", {"type": "integer"}),
+                _q("enabled", {"enum": ["true", "false"]}),
+                _q("q", description="code or name contains"),
+                _q("limit", {"type": "integer"}),
+                _q("offset", {"type": "integer"}),
+                _CRS,
+            ],
+        ),
+        "post": _op(
+            "create a zone (admin)",
+            _json(_ref("Zone"), "created"),
+            body={"type": "object", "required": ["shape"]},
+            parameters=[_CRS],
+        ),
+    },
+    "/api/zones/{id}": {
+        "get": _op("one zone", _json(_ref("Zone")), parameters=[_ID, _CRS]),
+        "patch": _op(
+            "change code, name, kind, shape, properties, unit or enabled (admin)",
+            _json(_ref("Zone")),
+            body={"type": "object"},
+            parameters=[_ID, _CRS],
+        ),
+        "delete": _op("delete a zone and its assignments (admin)", {"description": "deleted"}, parameters=[_ID]),
+    },
+    "/api/zones/{id}/assignments": {
+        "get": _op(
+            "the devices, kinds and units the zone applies to", _json(_ref("ZoneAssignments")), parameters=[_ID]
+        ),
+        "put": _op(
+            "replace the zone's assignments (admin)",
+            _json(_ref("ZoneAssignments")),
+            body=_ref("ZoneAssignments"),
+            parameters=[_ID],
+        ),
     },
     "/api/messages": {
         "get": _op("recent messages", _json({"type": "object"}), parameters=[_q("limit", {"type": "integer"})]),

@@ -373,7 +373,7 @@ async def select(request: web.Request) -> web.Response:
     body = await json_object(request)
     name = request.query.get("crs") or "wgs84"
     try:
-        shape = shapes.from_json({k: v for k, v in body.items() if k in ("circle", "polygon")}, name)
+        shape = shapes.from_json({k: v for k, v in body.items() if k in shapes.SHAPE_KINDS}, name)
         f = _filter_of({"kinds": body.get("kinds"), "units": body.get("units"), "crs": name})
     except ValueError as e:
         raise json_error(web.HTTPBadRequest, str(e)) from None

@@ -10,7 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 from access.principal import principal
 from store import devices, positions
 from store.positions import StoredPosition
-from tracking import devices_api, live_api, messages_api
+from tracking import devices_api, live_api, messages_api, zones_api
 
 POOL = web.AppKey("pool", AsyncConnectionPool)
 
@@ -55,4 +55,5 @@ def routes() -> list[web.RouteDef]:
         *messages_api.routes(),
         *live_api.routes(),
         *devices_api.routes(),
+        *zones_api.routes(),
     ]
