@@ -10,8 +10,8 @@ side) and the one that confirmed it.
 Order: each device's fixes are evaluated in fix-time order. Fixes at or before the newest fix
 already evaluated for that device (a 0x0704 blind-area backfill, a phone's queued reports) are
 late: they never touch the live state, and are evaluated on their own, in order, from a device
-outside every zone; what they show comes out marked `late`, for the record, never as something
-happening now.
+outside every zone (a sequence that goes on across batches while they keep coming in order);
+what they show comes out marked `late`, for the record, never as something happening now.
 
 State lives in memory; a restart starts every device outside again (the alert layer, which keeps
 its open alerts in the database, does not raise twice what it already has open).
@@ -50,6 +50,7 @@ class _Side:
 class _Device:
     zones: dict[int, _Side] = field(default_factory=dict)
     last_us: int = -1  # newest fix evaluated
+    late: _Device | None = None  # the sequence of late fixes being evaluated, while they come in order
 
 
 class Transitions:
@@ -99,7 +100,12 @@ class Transitions:
             while cut < len(rows) and times[cut] <= device.last_us:
                 cut += 1
             if cut:
-                out += self._walk(did, _Device(), rows[:cut], times[:cut], zones_of, late=True)
+                # A backfill arrives oldest first, often over many batches: go on with its sequence while
+                # its fixes keep coming in order, start a new one when they jump back.
+                if device.late is None or times[0] <= device.late.last_us:
+                    device.late = _Device()
+                out += self._walk(did, device.late, rows[:cut], times[:cut], zones_of, late=True)
+                device.late.last_us = times[cut - 1]
             if cut < len(rows):
                 out += self._walk(did, device, rows[cut:], times[cut:], zones_of, late=False)
                 device.last_us = times[-1]

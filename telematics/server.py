@@ -14,6 +14,8 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from geofence.service import GeofenceService
+from geofence.transitions import Transition
 from ingest.batcher import Batcher
 from ingest.counters import Counters
 from ingest.downlink import Downlink
@@ -126,6 +128,7 @@ class Server:
         self.downlink: Downlink | None = None
         self.live: LiveService | None = None
         self.hub: LiveHub | None = None
+        self.geofence: GeofenceService | None = None
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -165,6 +168,10 @@ class Server:
         await self.live.start()
         self.batcher.on_commit.append(self.live.committed)
         registry.on_device = self.live.know
+        self.geofence = GeofenceService(self.pool, state.device_info, resolution=s.database.h3_resolution)
+        self.geofence.consumers.append(self._count_transitions)
+        await self.geofence.start()
+        self.batcher.on_commit.append(self.geofence.committed)
         self.downlink = Downlink(self.pool)
         await self.downlink.start(dsn)
         for name in TCP_PROTOCOLS:
@@ -273,6 +280,12 @@ class Server:
                 log.exception("retention run failed; trying again at the next interval")
             await asyncio.sleep(self.settings.database.retention_check_minutes * 60)
 
+    def _count_transitions(self, found: list[Transition]) -> None:
+        # Until the alert rules take them: counted, and logged at debug level.
+        for t in found:
+            self.counters.inc(f"geofence.{'enter' if t.entered else 'exit'}{'_late' if t.late else ''}")
+            log.debug("device %d %s zone %d", t.device_id, "entered" if t.entered else "left", t.zone_id)
+
     async def _expire_messages(self) -> None:
         assert self.pool is not None
         while True:
@@ -302,5 +315,7 @@ class Server:
             await self.batcher.close()
         if self.live is not None:
             await self.live.close()
+        if self.geofence is not None:
+            await self.geofence.close()
         if self.pool is not None:
             await self.pool.close()

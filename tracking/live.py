@@ -96,6 +96,15 @@ class LiveState:
         view.flags.writeable = False
         return view
 
+    def device_info(self, device_ids: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Kind code (index in KINDS) and unit id of each device; -1 for an unknown device or no unit."""
+        slots = self._lookup(np.asarray(device_ids))
+        known = slots >= 0
+        at = np.where(known, slots, 0)
+        kind = np.where(known, self._c["kind"][at], -1).astype(np.int64)
+        unit = np.where(known, self._c["unit_id"][at], -1).astype(np.int64)
+        return kind, unit
+
     def slot(self, device_id: int) -> int | None:
         return self._slot_of.get(device_id)
 

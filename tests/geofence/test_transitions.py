@@ -106,3 +106,15 @@ def test_batches_split_anywhere_give_the_same_transitions(inside: list[bool], cu
     if k == 1:  # no hysteresis: a transition at every change of side, starting from outside
         changes = [s for s, v in enumerate(inside) if v != (inside[s - 1] if s else False)]
         assert [t.began_us for t in whole] == [T0 + s * S for s in changes]
+
+
+def test_a_backfill_spread_over_batches_is_one_late_sequence() -> None:
+    tr = Transitions(confirm_fixes=3, confirm_s=600)
+    _feed(tr, [(1, 1000, set())])
+    got: list[Transition] = []
+    for s in range(5):  # one old fix a batch, in order
+        got += _feed(tr, [(1, s, {2})])
+    assert got == [Transition(1, 2, True, T0 + 0 * S, T0 + 2 * S, late=True)]
+    # A second backfill that jumps back to earlier times starts a sequence of its own.
+    assert _feed(tr, [(1, -50, {2})]) == []
+    assert tr.inside(1) == set()
