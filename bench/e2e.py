@@ -47,7 +47,9 @@ import h3.api.basic_int as h3
 import numpy as np
 
 from bench import fleet as fleet_mod
-from store import admin, db, devices, positions
+from bench import geofence as geofence_bench
+from geofence.shapes import Circle, Corridor, Polygon
+from store import admin, db, devices, positions, zones
 from store.batch import PositionBatch, PositionRow
 from store.devices import DeviceRecord
 from store.positions import PositionWriter
@@ -192,6 +194,35 @@ def ceiling_rows(device_ids: list[int], n: int, seed: int = 42) -> list[Position
             )
         )
     return rows
+
+
+def zone_json(shape: Any) -> dict[str, Any]:
+    """A bench.geofence shape in the stored (`from_json`) form."""
+    if isinstance(shape, Polygon):
+        return {"polygon": {"type": "Polygon", "coordinates": [ring.tolist() for ring in shape.rings]}}
+    if isinstance(shape, Circle):
+        return {"circle": {"lat": shape.lat, "lon": shape.lon, "radius_m": shape.radius_m}}
+    if isinstance(shape, Corridor):
+        return {
+            "corridor": {"line": {"type": "LineString", "coordinates": shape.line.tolist()}, "width_m": shape.width_m}
+        }
+    raise TypeError(shape)
+
+
+async def add_zones(dsn: str, count: int, seed: int = 7) -> None:
+    """`count` zones of every shape, 100 m to 3 km, over the fleet's city; none assigned: they apply to all."""
+    rng = np.random.default_rng(seed)
+    conn = await db.connect(dsn, autocommit=True)
+    try:
+        async with conn.transaction():
+            for i in range(count):
+                kind = "forbidden" if i % 2 else "generic"
+                shape = zone_json(geofence_bench.random_zone(rng))
+                await zones.create(
+                    conn, code=f"z{i}", name=f"zone {i}", kind=kind, shape=shape, properties={}, unit_id=None
+                )
+    finally:
+        await conn.close()
 
 
 async def measure_ceiling(dsn: str, device_ids: list[int], n: int, batch_rows: int, writers: int = 1) -> dict[str, Any]:
@@ -386,6 +417,12 @@ async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
         plan = fleet_mod.fleet_plan(args.terminals, fleet_mod.parse_mix(args.mix))
         device_ids = await register(dsn, plan)
         log(f"registered {len(plan)} devices")
+        if args.zones:
+            await add_zones(dsn, args.zones)
+            await stop_server(server)  # the server loads its zones at start: start it again with them
+            server, ports = await start_server(config, dsn, work / "server.log", profile)
+            pid = server.pid
+            log(f"{args.zones} zones; server {pid} listening again: {ports}")
         if args.idle:
             log(f"idle phase: {args.idle} connections")
             out["idle"] = await idle_phase(pid, ports["jt808"], args.idle)
@@ -452,6 +489,7 @@ def main() -> None:
     p.add_argument("--batch-delay-ms", type=int, default=10)
     p.add_argument("--max-pending", type=int, default=50_000)
     p.add_argument("--writers", type=int, default=0, help="server's ingest.writers (0: its default)")
+    p.add_argument("--zones", type=int, default=0, help="zones for geofencing to evaluate every fix against")
     p.add_argument(
         "--connects-per-ip",
         type=int,
@@ -487,6 +525,7 @@ def main() -> None:
         "window": args.window,
         "duration_s": args.duration,
         "batch_rows": args.batch_rows,
+        "zones": args.zones,
         **result,
     }
     print(json.dumps(result))
