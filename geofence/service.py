@@ -77,6 +77,7 @@ class GeofenceService:
         self.index = ZoneIndex(resolution)
         self.consumers: list[Callable[[list[Transition]], None]] = []
         self._applies = _Applies((), (), (), ())
+        self.zone_kinds: dict[int, str] = {}
         self._as_of: datetime | None = None
         self._task: asyncio.Task[None] | None = None
         self.fixes = 0  # evaluated, for metrics and the benchmark
@@ -111,6 +112,7 @@ class GeofenceService:
 
         await asyncio.to_thread(build)
         self.index = index
+        self.zone_kinds = {z.id: z.kind for z in found}
         self._applies = _applicability(found, assigned, below)
         self._as_of = started
         log.info("geofence: %d zones indexed", len(index))

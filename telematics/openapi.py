@@ -331,6 +331,63 @@ PATHS: dict[str, Any] = {
     },
 }
 
+_BY_ID = [_ID]
+PATHS.update(
+    {
+        "/api/alerts": {
+            "get": _op(
+                "alerts of the caller's devices, newest first",
+                _json({"type": "object", "properties": {"alerts": {"type": "array", "items": _ref("Alert")}}}),
+                parameters=[
+                    _q("since", {"type": "string", "format": "date-time"}),
+                    _q("until", {"type": "string", "format": "date-time"}),
+                    _q("kind"),
+                    _q("rule", {"type": "integer"}),
+                    _q("device", {"type": "integer"}),
+                    _q("state", {"enum": ["raised", "acknowledged", "closed"]}),
+                    _q("limit", {"type": "integer"}),
+                ],
+            )
+        },
+        "/api/alerts/{id}": {"get": _op("one alert", _json(_ref("Alert")), parameters=_BY_ID)},
+        "/api/alerts/{id}/ack": {
+            "post": _op(
+                "acknowledge (and optionally close) an alert (admin, dispatcher)",
+                _json(_ref("Alert")),
+                body={"type": "object", "properties": {"comment": {"type": "string"}, "close": {"type": "boolean"}}},
+                parameters=_BY_ID,
+            )
+        },
+        "/api/rules": {
+            "get": _op("the alert rules", _json({"type": "object"})),
+            "post": _op("create a rule (admin)", _json({"type": "object"}, "created"), body={"type": "object"}),
+        },
+        "/api/rules/{id}": {
+            "patch": _op("change a rule (admin)", _json({"type": "object"}), body={"type": "object"}, parameters=_BY_ID)
+        },
+    }
+)
+SCHEMAS["Alert"] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {"type": "string"},
+        "rule": {"type": "object"},
+        "device": {"type": "integer"},
+        "uid": {"type": "string"},
+        "zone": {"type": ["integer", "null"]},
+        "severity": {"type": "integer"},
+        "state": {"enum": ["raised", "acknowledged", "closed"]},
+        "late": {"type": "boolean"},
+        "started": _T,
+        "ended": _NT,
+        "raised": _T,
+        "ack": {"type": ["object", "null"]},
+        "closed": _NT,
+        "evidence": {"type": "object"},
+    },
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "City fleet telematics API", "version": "1"},

@@ -11,9 +11,12 @@ from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from alerts import routes as alerts_routes
+from alerts.engine import AlertEngine
 from geofence.service import GeofenceService
 from geofence.transitions import Transition
 from ingest.batcher import Batcher
@@ -30,6 +33,7 @@ from ingest.terminal import ListenerContext, TcpListener, TerminalConnection
 from protocols import gt06, h02, jt808, nmea, phone_mqtt
 from store import db, messages, positions
 from store.cluster import Cluster
+from store.devices import KINDS
 from store.migrate import migrate
 from store.positions import PositionWriter
 from telematics import openapi
@@ -129,6 +133,7 @@ class Server:
         self.live: LiveService | None = None
         self.hub: LiveHub | None = None
         self.geofence: GeofenceService | None = None
+        self.alerts: AlertEngine | None = None
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -171,6 +176,15 @@ class Server:
         self.geofence = GeofenceService(self.pool, state.device_info, resolution=s.database.h3_resolution)
         self.geofence.consumers.append(self._count_transitions)
         await self.geofence.start()
+        geofence = self.geofence
+
+        def device_of(device_id: int) -> tuple[str | None, int | None]:
+            kind, unit = state.device_info(np.array([device_id]))
+            return (KINDS[kind[0]] if kind[0] >= 0 else None), (int(unit[0]) if unit[0] >= 0 else None)
+
+        self.alerts = AlertEngine(self.pool, lambda zone: geofence.zone_kinds.get(zone), device_of)
+        await self.alerts.start()
+        self.geofence.consumers.append(self.alerts.transitions)
         self.batcher.on_commit.append(self.geofence.committed)
         self.downlink = Downlink(self.pool)
         await self.downlink.start(dsn)
@@ -229,13 +243,19 @@ class Server:
         app = make_app(
             s.api_token(),
             self.pool,
-            tracking_routes.routes() + self.metrics.routes() + web_routes.routes(s.web) + openapi.routes(),
+            tracking_routes.routes()
+            + alerts_routes.routes()
+            + self.metrics.routes()
+            + web_routes.routes(s.web)
+            + openapi.routes(),
         )
         app[tracking_routes.POOL] = self.pool
         app[messages_api.POOL] = self.pool
         self.hub = LiveHub(self.live, self.pool, max_rate=s.live.ws_max_rate)
         await self.hub.start(dsn)
         app[LIVE] = self.hub
+        app[alerts_routes.POOL] = self.pool
+        self.alerts.listeners.append(self.hub.alert)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.api.host, s.api.port, reuse_address=True, reuse_port=self.reuse_port or None)
@@ -317,5 +337,7 @@ class Server:
             await self.live.close()
         if self.geofence is not None:
             await self.geofence.close()
+        if self.alerts is not None:
+            await self.alerts.close()
         if self.pool is not None:
             await self.pool.close()

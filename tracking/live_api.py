@@ -27,8 +27,10 @@ from access.errors import json_error, json_object
 from access.middleware import request_token
 from access.principal import Principal, principal
 from access.routes import ACCESS
+from alerts.routes import alert_json
 from geofence import crs, shapes
 from store import db, messages, users
+from store.alerts import Alert
 from store.devices import KINDS
 from tracking.live import LiveState
 from tracking.live_service import LiveService
@@ -67,6 +69,7 @@ class LiveHub:
         self.pool = pool
         self.max_rate = max_rate
         self.send_timeout = send_timeout
+        self._sending: set[asyncio.Future[None]] = set()
         self.token_check_s = 30.0  # the authenticator caches a token's answer this long anyway
         self.clients: set[_Client] = set()
         self._listener: asyncio.Task[None] | None = None
@@ -149,6 +152,15 @@ class LiveHub:
             pump.cancel()
             self.clients.discard(client)
         return ws
+
+    def alert(self, alert: Alert) -> None:
+        """An alert raised or ended (the alert engine): to every client that may see its device."""
+        doc = {"type": "alert", "alert": alert_json(alert)}
+        for client in list(self.clients):
+            if client.who.sees_unit(alert.org_unit_id):
+                task = asyncio.ensure_future(self._send(client, doc))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
 
     async def _watch_token(self, client: _Client, authenticator: Authenticator, token: str) -> None:
         """An open feed ends when its token does: revoked, expired, or its user disabled."""

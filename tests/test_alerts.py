@@ -1,0 +1,130 @@
+"""Alerts from zone rules on the running server: off the approved route and back, a forbidden zone,
+the live push, acknowledgement, and a backfill that raises only a late alert."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from store import devices
+from store.devices import DeviceRecord
+from telematics.server import Server
+from tests.conftest import API_TOKEN
+from tests.terminal import Terminal
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+ROUTE_LAT = 22.6301  # an east-west corridor, 200 m wide, along this latitude
+
+
+async def _api(server: Server, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    url = f"http://127.0.0.1:{server.ports['api']}{path}"
+    async with aiohttp.ClientSession(headers=AUTH) as http, http.request(method, url, json=body) as r:
+        return r.status, await r.json()
+
+
+async def _truck(server: Server, db: psycopg.AsyncConnection, kind: str = "muck") -> tuple[Terminal, int]:
+    uid = "17" + str(secrets.randbelow(10**9)).rjust(9, "0")
+    await devices.upsert_devices(db, [DeviceRecord(uid=uid, kind=kind, name="alert test")])
+    device = await devices.by_uid(db, uid)
+    assert device is not None
+    t = await Terminal(uid).connect(server.ports["jt808"])
+    _, code = await t.register()
+    assert await t.authenticate(code) == 0
+    return t, device.id
+
+
+async def _drive(t: Terminal, start: datetime, points: list[tuple[float, float]], step_s: int = 10) -> None:
+    for i, (lat, lon) in enumerate(points):
+        serial = await t.report(start + timedelta(seconds=step_s * i), lat, lon)
+        assert (await t.general_response())[0] == serial
+
+
+async def _alerts(server: Server, device_id: int, want: int, **filters: str) -> list[dict[str, Any]]:
+    query = "&".join(f"{k}={v}" for k, v in {"device": str(device_id), **filters}.items())
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        status, doc = await _api(server, "GET", f"/api/alerts?{query}")
+        assert status == 200
+        if len(doc["alerts"]) >= want or asyncio.get_running_loop().time() > deadline:
+            return list(doc["alerts"])
+        await asyncio.sleep(0.05)
+
+
+async def test_muck_truck_leaves_its_route_for_two_minutes_and_returns(
+    server: Server, db: psycopg.AsyncConnection
+) -> None:
+    assert server.geofence is not None
+    t, device_id = await _truck(server, db)
+    line = {"type": "LineString", "coordinates": [[114.20, ROUTE_LAT], [114.30, ROUTE_LAT]]}
+    status, zone = await _api(
+        server,
+        "POST",
+        "/api/zones",
+        {
+            "code": "route-" + secrets.token_hex(3),
+            "kind": "muck_route",
+            "shape": {"corridor": {"line": line, "width_m": 200}},
+        },
+    )
+    assert status == 201, zone
+    status, _ = await _api(server, "PUT", f"/api/zones/{zone['id']}/assignments", {"devices": [device_id]})
+    assert status == 200
+    await server.geofence.reload()
+
+    url = f"ws://127.0.0.1:{server.ports['api']}/api/live/ws?token={API_TOKEN}"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.send_str(json.dumps({"type": "subscribe"}))
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+        on, off = (ROUTE_LAT, 114.25), (ROUTE_LAT + 0.01, 114.25)  # off: about 1.1 km north
+        # 1 min on the route, 2 min off it (12 fixes, 10 s apart), back on for 1 min.
+        await _drive(t, start, [on] * 6 + [off] * 12 + [on] * 6)
+        found = await _alerts(server, device_id, 1)
+        assert len(found) == 1
+        (alert,) = found
+        assert alert["kind"] == "off_route" and alert["zone"] == zone["id"] and not alert["late"]
+        assert alert["started"] == (start + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
+        assert alert["ended"] == (start + timedelta(seconds=180)).isoformat().replace("+00:00", "Z")
+        pushed = []
+        async with asyncio.timeout(5):
+            while not pushed:
+                doc = json.loads((await ws.receive()).data)
+                if doc["type"] == "alert" and doc["alert"]["id"] == alert["id"]:
+                    pushed.append(doc["alert"])
+    status, acked = await _api(
+        server, "POST", f"/api/alerts/{alert['id']}/ack", {"comment": "司机已回到路线", "close": True}
+    )
+    assert status == 200 and acked["state"] == "closed" and acked["ack"]["by"] == "system"
+    assert (await _api(server, "POST", f"/api/alerts/{alert['id']}/ack", {}))[0] == 409
+    await t.close()
+
+
+async def test_forbidden_zone_and_a_late_backfill(server: Server, db: psycopg.AsyncConnection) -> None:
+    assert server.geofence is not None
+    t, device_id = await _truck(server, db, kind="sanitation")
+    centre = (22.6501, 114.3001)
+    status, _ = await _api(
+        server,
+        "POST",
+        "/api/zones",
+        {"code": "no-" + secrets.token_hex(3), "kind": "forbidden",
+         "shape": {"circle": {"lat": centre[0], "lon": centre[1], "radius_m": 150}}},
+    )  # fmt: skip
+    assert status == 201
+    await server.geofence.reload()  # unassigned, without a unit: it applies to every device
+    now = datetime.now(UTC).replace(microsecond=0)
+    outside = (centre[0] + 0.01, centre[1])
+    await _drive(t, now - timedelta(minutes=5), [outside] * 3 + [centre] * 4)
+    (live,) = await _alerts(server, device_id, 1)
+    assert live["kind"] == "forbidden_zone" and live["ended"] is None and not live["late"]
+    # Yesterday's fixes inside the same zone, sent now: one more alert, marked late and ended.
+    await _drive(t, now - timedelta(days=1), [centre] * 4 + [outside] * 4)
+    found = await _alerts(server, device_id, 2)
+    late = [a for a in found if a["late"]]
+    assert len(found) == 2 and len(late) == 1 and late[0]["ended"] is not None
+    await t.close()
