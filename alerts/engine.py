@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
+from geofence.service import units_below
 from geofence.transitions import Transition
 from store import alerts, users
 from store.alerts import Alert, NewAlert, Rule
@@ -75,19 +76,7 @@ class AlertEngine:
         async with self.pool.connection() as conn:
             self._rules = await alerts.rules(conn, enabled_only=True)
             units = await users.all_units(conn)
-        children: dict[int | None, list[int]] = {}
-        for u in units:
-            children.setdefault(u.parent_id, []).append(u.id)
-        below: dict[int, set[int]] = {}
-        for u in units:
-            seen, todo = {u.id}, [u.id]
-            while todo:
-                for c in children.get(todo.pop(), []):
-                    if c not in seen:
-                        seen.add(c)
-                        todo.append(c)
-            below[u.id] = seen
-        self._below = below
+        self._below = units_below(units)
 
     def transitions(self, found: list[Transition]) -> None:
         """From the geofence (synchronous, on the commit path): queued for the alert task."""

@@ -100,7 +100,7 @@ class GeofenceService:
             started = (await (await conn.execute("SELECT now()")).fetchone() or [None])[0]
             found = await zones.all_enabled(conn)
             assigned = await zones.assignments_of(conn, [z.id for z in found])
-            below = _units_below(await users.all_units(conn))
+            below = units_below(await users.all_units(conn))
         index = ZoneIndex(self.resolution)
 
         def build() -> None:
@@ -157,7 +157,7 @@ class GeofenceService:
         return int(h3.get_resolution(int(batch.h3_cell[0])))
 
 
-def _units_below(units: list[users.Unit]) -> dict[int, set[int]]:
+def units_below(units: list[users.Unit]) -> dict[int, set[int]]:
     """Each unit and every unit below it."""
     children: dict[int | None, list[int]] = {}
     for u in units:
