@@ -5,6 +5,8 @@ the unit (with the units below it) it names, or to all. Kinds handled so far:
 
 - `forbidden_zone`: entering a zone of kind `forbidden` raises; leaving it ends the alert.
 - `off_route`: leaving a `muck_route` corridor that applies to the truck raises; coming back ends it.
+- `overspeed` (params `limit_kmh`, `min_s`): over the limit for `min_s` seconds raises (from the first
+  fix over it); the first fix at or under it ends the alert (`overspeed.py`).
 
 Transitions marked late (a backfill) raise alerts marked late: recorded for the audit, shown as
 such, never as something happening now. Work is queued by the synchronous commit path and done in
@@ -18,20 +20,29 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import numpy.typing as npt
 from psycopg_pool import AsyncConnectionPool
 
+from alerts.overspeed import OverspeedTracker
 from geofence.service import units_below
 from geofence.transitions import Transition
 from store import alerts, users
 from store.alerts import Alert, NewAlert, Rule
+from store.batch import PositionBatch
+from store.devices import KINDS
 
 log = logging.getLogger("telematics.alerts")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # (device id) -> (kind name or None, unit id or None)
 DeviceOf = Callable[[int], tuple[str | None, int | None]]
+# (device ids) -> (kind code per device (index in KINDS, -1 unknown), unit id per device (-1 none))
+DeviceInfo = Callable[[npt.NDArray[np.int32]], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]
+_End = tuple[int, int, int | None, datetime, bool]  # device, rule, zone, end time, late
 # What starts and what ends each zone rule: (zone kind, raised on entering?)
 ZONE_RULES = {"forbidden_zone": ("forbidden", True), "off_route": ("muck_route", False)}
+RULE_KINDS = (*ZONE_RULES, "overspeed")
 
 
 def _time(us: int) -> datetime:
@@ -44,6 +55,7 @@ class AlertEngine:
         pool: AsyncConnectionPool,
         zone_kind: Callable[[int], str | None],
         device_of: DeviceOf,
+        device_info: DeviceInfo,
         *,
         refresh_s: float = 10.0,
         max_queue: int = 100_000,
@@ -51,12 +63,14 @@ class AlertEngine:
         self.pool = pool
         self.zone_kind = zone_kind
         self.device_of = device_of
+        self.device_info = device_info
         self.refresh_s = refresh_s
         self.max_queue = max_queue
         self.listeners: list[Callable[[Alert], None]] = []  # the live WebSocket
         self._rules: list[Rule] = []
         self._below: dict[int, set[int]] = {}
-        self._queue: asyncio.Queue[list[Transition]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[list[NewAlert], list[_End]]] = asyncio.Queue()
+        self._overspeed: dict[int, OverspeedTracker] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
 
@@ -79,38 +93,9 @@ class AlertEngine:
         self._below = units_below(units)
 
     def transitions(self, found: list[Transition]) -> None:
-        """From the geofence (synchronous, on the commit path): queued for the alert task."""
-        if self._queue.qsize() >= self.max_queue:
-            self.dropped += len(found)  # the database is far behind: better no alert than no ingest
-            log.error("alert queue full: %d transitions not evaluated", len(found))
-            return
-        self._queue.put_nowait(found)
-
-    async def _refresh(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_s)
-            try:
-                await self.reload()
-            except Exception:
-                log.exception("reloading the alert rules failed")
-
-    async def _work(self) -> None:
-        while True:
-            found = await self._queue.get()
-            try:
-                await self._evaluate(found)
-            except Exception:
-                log.exception("evaluating %d transitions failed", len(found))
-
-    def _applies(self, rule: Rule, device_id: int) -> bool:
-        kind, unit = self.device_of(device_id)
-        if rule.device_kinds is not None and kind not in rule.device_kinds:
-            return False
-        return rule.org_unit_id is None or (unit is not None and unit in self._below.get(rule.org_unit_id, set()))
-
-    async def _evaluate(self, found: list[Transition]) -> None:
+        """From the geofence (synchronous, on the commit path): what begins and ends, queued for the writer."""
         raised: list[NewAlert] = []
-        ended: list[tuple[Rule, Transition]] = []
+        ended: list[_End] = []
         for t in found:
             zone_kind = self.zone_kind(t.zone_id)
             for rule in self._rules:
@@ -125,15 +110,82 @@ class AlertEngine:
                                  t.late, evidence)
                     )  # fmt: skip
                 else:
-                    ended.append((rule, t))
+                    ended.append((t.device_id, rule.id, t.zone_id, _time(t.began_us), t.late))
+        self._put(raised, ended)
+
+    def committed(self, batch: PositionBatch) -> None:
+        """Each committed batch (the batcher's on_commit): the rules over fixes themselves (overspeed)."""
+        rules = [r for r in self._rules if r.kind == "overspeed"]
+        if not rules or not len(batch):
+            return
+        kind, unit = self.device_info(batch.device_id)
+        raised: list[NewAlert] = []
+        ended: list[_End] = []
+        for rule in rules:
+            limit, min_s = float(rule.params.get("limit_kmh", 60)), float(rule.params.get("min_s", 10))
+            applies = self._applies_many(rule, kind, unit)
+            tracker = self._overspeed.setdefault(rule.id, OverspeedTracker())
+            limits = np.where(applies, limit, np.nan)
+            for o in tracker.feed(batch.device_id, batch.fix_time, batch.speed_kmh, limits, min_s):
+                if o.ended:
+                    ended.append((o.device_id, rule.id, None, _time(o.at_us), False))
+                else:
+                    evidence = {"limit_kmh": o.limit_kmh, "max_kmh": round(o.max_kmh, 1),
+                                "raised_at_fix": _time(o.at_us).isoformat()}  # fmt: skip
+                    raised.append(
+                        NewAlert(_time(o.began_us), o.device_id, rule.id, None, rule.kind, rule.severity, False,
+                                 evidence)
+                    )  # fmt: skip
+        self._put(raised, ended)
+
+    def _put(self, raised: list[NewAlert], ended: list[_End]) -> None:
         if not raised and not ended:
             return
+        if self._queue.qsize() >= self.max_queue:
+            self.dropped += len(raised) + len(ended)  # the database is far behind: better no alert than no ingest
+            log.error("alert queue full: %d alert changes not written", len(raised) + len(ended))
+            return
+        self._queue.put_nowait((raised, ended))
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("reloading the alert rules failed")
+
+    async def _work(self) -> None:
+        while True:
+            raised, ended = await self._queue.get()
+            try:
+                await self._write(raised, ended)
+            except Exception:
+                log.exception("writing %d alert changes failed", len(raised) + len(ended))
+
+    def _applies(self, rule: Rule, device_id: int) -> bool:
+        kind, unit = self.device_of(device_id)
+        if rule.device_kinds is not None and kind not in rule.device_kinds:
+            return False
+        return rule.org_unit_id is None or (unit is not None and unit in self._below.get(rule.org_unit_id, set()))
+
+    def _applies_many(
+        self, rule: Rule, kind: npt.NDArray[np.int64], unit: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        ok = np.ones(len(kind), dtype=bool)
+        if rule.device_kinds is not None:
+            ok &= np.isin(kind, [KINDS.index(k) for k in rule.device_kinds if k in KINDS])
+        if rule.org_unit_id is not None:
+            ok &= np.isin(unit, sorted(self._below.get(rule.org_unit_id, set())))
+        return ok
+
+    async def _write(self, raised: list[NewAlert], ended: list[_End]) -> None:
         changed: list[int] = []
         async with self.pool.connection() as conn:
             if raised:
                 changed += await alerts.raise_alerts(conn, raised)
-            for rule, t in ended:
-                changed += await alerts.end_alerts(conn, t.device_id, rule.id, t.zone_id, _time(t.began_us), t.late)
+            for device_id, rule_id, zone_id, at, late in ended:
+                changed += await alerts.end_alerts(conn, device_id, rule_id, zone_id, at, late)
             shown = [a for a in [await alerts.get(conn, i) for i in changed] if a is not None]
         for alert in shown:
             for listener in self.listeners:

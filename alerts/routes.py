@@ -10,7 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from access.errors import json_error, json_object
 from access.principal import Principal, principal
-from alerts.engine import ZONE_RULES
+from alerts.engine import RULE_KINDS
 from store import alerts
 from store.alerts import Alert, Rule
 from store.devices import KINDS
@@ -149,8 +149,8 @@ def _rule_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
             raise json_error(web.HTTPBadRequest, "name: a non-empty text")
         out["name"] = body["name"].strip()
     if "kind" in body or creating:
-        if body.get("kind") not in ZONE_RULES:
-            raise json_error(web.HTTPBadRequest, f"kind: one of {', '.join(ZONE_RULES)}")
+        if body.get("kind") not in RULE_KINDS:
+            raise json_error(web.HTTPBadRequest, f"kind: one of {', '.join(RULE_KINDS)}")
         out["kind"] = body["kind"]
     if "params" in body:
         if not isinstance(body["params"], dict):

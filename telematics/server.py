@@ -182,9 +182,10 @@ class Server:
             kind, unit = state.device_info(np.array([device_id]))
             return (KINDS[kind[0]] if kind[0] >= 0 else None), (int(unit[0]) if unit[0] >= 0 else None)
 
-        self.alerts = AlertEngine(self.pool, lambda zone: geofence.zone_kinds.get(zone), device_of)
+        self.alerts = AlertEngine(self.pool, lambda zone: geofence.zone_kinds.get(zone), device_of, state.device_info)
         await self.alerts.start()
         self.geofence.consumers.append(self.alerts.transitions)
+        self.batcher.on_commit.append(self.alerts.committed)
         self.batcher.on_commit.append(self.geofence.committed)
         self.downlink = Downlink(self.pool)
         await self.downlink.start(dsn)

@@ -128,3 +128,34 @@ async def test_forbidden_zone_and_a_late_backfill(server: Server, db: psycopg.As
     late = [a for a in found if a["late"]]
     assert len(found) == 2 and len(late) == 1 and late[0]["ended"] is not None
     await t.close()
+
+
+async def test_overspeed_rule_made_through_the_api(server: Server, db: psycopg.AsyncConnection) -> None:
+    assert server.alerts is not None
+    status, rule = await _api(
+        server,
+        "POST",
+        "/api/rules",
+        {"name": "环卫车超速", "kind": "overspeed", "params": {"limit_kmh": 40, "min_s": 20},
+         "device_kinds": ["sanitation"], "severity": 2},
+    )  # fmt: skip
+    assert status == 201, rule
+    await server.alerts.reload()  # what the engine does by itself within refresh_s
+    t, device_id = await _truck(server, db, kind="sanitation")
+    other, other_id = await _truck(server, db, kind="muck")  # the rule is for sanitation vehicles only
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    speeds = [30, 30, 55, 60, 58, 52, 35, 30]  # over 40 km/h from 20 s to 50 s
+    for i, kmh in enumerate(speeds):
+        for truck in (t, other):
+            serial = await truck.report(start + timedelta(seconds=10 * i), 22.70, 114.40 + i / 1000, speed_kmh=kmh)
+            assert (await truck.general_response())[0] == serial
+    found = [a for a in await _alerts(server, device_id, 1) if a["kind"] == "overspeed"]
+    assert len(found) == 1
+    (alert,) = found
+    assert alert["rule"]["id"] == rule["id"]
+    assert alert["started"] == (start + timedelta(seconds=20)).isoformat().replace("+00:00", "Z")
+    assert alert["ended"] == (start + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
+    assert alert["evidence"]["max_kmh"] == 60 and alert["evidence"]["limit_kmh"] == 40
+    assert [a for a in await _alerts(server, other_id, 0) if a["kind"] == "overspeed"] == []
+    await t.close()
+    await other.close()
