@@ -6,7 +6,9 @@ the unit (with the units below it) it names, or to all. Kinds handled so far:
 - `forbidden_zone`: entering a zone of kind `forbidden` raises; leaving it ends the alert.
 - `off_route`: leaving a `muck_route` corridor that applies to the truck raises; coming back ends it.
 - `overspeed` (params `limit_kmh`, `min_s`): over the limit for `min_s` seconds raises (from the first
-  fix over it); the first fix at or under it ends the alert (`overspeed.py`).
+  fix over it); the first fix at or under it ends the alert (`runs.py`).
+- `alarm` (params `bits`, default [0], the emergency button; `min_s` default 0): any of those JT/T 808
+  alarm bits set raises; the first fix without them ends the alert.
 
 Transitions marked late (a backfill) raise alerts marked late: recorded for the audit, shown as
 such, never as something happening now. Work is queued by the synchronous commit path and done in
@@ -19,12 +21,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.overspeed import OverspeedTracker
+from alerts.runs import RunTracker
 from geofence.service import units_below
 from geofence.transitions import Transition
 from store import alerts, users
@@ -42,7 +45,8 @@ DeviceInfo = Callable[[npt.NDArray[np.int32]], tuple[npt.NDArray[np.int64], npt.
 _End = tuple[int, int, int | None, datetime, bool]  # device, rule, zone, end time, late
 # What starts and what ends each zone rule: (zone kind, raised on entering?)
 ZONE_RULES = {"forbidden_zone": ("forbidden", True), "off_route": ("muck_route", False)}
-RULE_KINDS = (*ZONE_RULES, "overspeed")
+RUN_RULES = ("overspeed", "alarm")  # conditions of the fixes themselves, held for params.min_s
+RULE_KINDS = (*ZONE_RULES, *RUN_RULES)
 
 
 def _time(us: int) -> datetime:
@@ -70,7 +74,7 @@ class AlertEngine:
         self._rules: list[Rule] = []
         self._below: dict[int, set[int]] = {}
         self._queue: asyncio.Queue[tuple[list[NewAlert], list[_End]]] = asyncio.Queue()
-        self._overspeed: dict[int, OverspeedTracker] = {}
+        self._runs: dict[int, RunTracker] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
 
@@ -114,28 +118,39 @@ class AlertEngine:
         self._put(raised, ended)
 
     def committed(self, batch: PositionBatch) -> None:
-        """Each committed batch (the batcher's on_commit): the rules over fixes themselves (overspeed)."""
-        rules = [r for r in self._rules if r.kind == "overspeed"]
+        """Each committed batch (the batcher's on_commit): the rules over fixes themselves (overspeed, alarms)."""
+        rules = [r for r in self._rules if r.kind in RUN_RULES]
         if not rules or not len(batch):
             return
         kind, unit = self.device_info(batch.device_id)
         raised: list[NewAlert] = []
         ended: list[_End] = []
         for rule in rules:
-            limit, min_s = float(rule.params.get("limit_kmh", 60)), float(rule.params.get("min_s", 10))
             applies = self._applies_many(rule, kind, unit)
-            tracker = self._overspeed.setdefault(rule.id, OverspeedTracker())
-            limits = np.where(applies, limit, np.nan)
-            for o in tracker.feed(batch.device_id, batch.fix_time, batch.speed_kmh, limits, min_s):
-                if o.ended:
-                    ended.append((o.device_id, rule.id, None, _time(o.at_us), False))
+            min_s = float(rule.params.get("min_s", 10 if rule.kind == "overspeed" else 0))
+            if rule.kind == "overspeed":
+                limit = np.where(applies, float(rule.params.get("limit_kmh", 60)), np.nan)
+                value = batch.speed_kmh.astype(np.float64)
+                holds = value > limit
+            else:  # alarm: any of the JT/T 808 alarm bits named (default bit 0, the emergency button)
+                mask = sum(1 << int(b) for b in rule.params.get("bits", [0]))
+                value = batch.alarm.astype(np.float64)
+                limit = np.full(len(batch), float(mask))
+                holds = applies & ((batch.alarm & mask) != 0)
+            tracker = self._runs.setdefault(rule.id, RunTracker())
+            for run in tracker.feed(batch.device_id, batch.fix_time, holds, value, limit, min_s):
+                if run.ended:
+                    ended.append((run.device_id, rule.id, None, _time(run.at_us), False))
+                    continue
+                if rule.kind == "overspeed":
+                    evidence: dict[str, Any] = {"limit_kmh": run.limit, "max_kmh": round(run.peak, 1)}
                 else:
-                    evidence = {"limit_kmh": o.limit_kmh, "max_kmh": round(o.max_kmh, 1),
-                                "raised_at_fix": _time(o.at_us).isoformat()}  # fmt: skip
-                    raised.append(
-                        NewAlert(_time(o.began_us), o.device_id, rule.id, None, rule.kind, rule.severity, False,
-                                 evidence)
-                    )  # fmt: skip
+                    evidence = {"alarm": int(run.peak), "bits": sorted(rule.params.get("bits", [0]))}
+                evidence["raised_at_fix"] = _time(run.at_us).isoformat()
+                raised.append(
+                    NewAlert(_time(run.began_us), run.device_id, rule.id, None, rule.kind, rule.severity, False,
+                             evidence)
+                )  # fmt: skip
         self._put(raised, ended)
 
     def _put(self, raised: list[NewAlert], ended: list[_End]) -> None:

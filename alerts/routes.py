@@ -153,9 +153,17 @@ def _rule_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
             raise json_error(web.HTTPBadRequest, f"kind: one of {', '.join(RULE_KINDS)}")
         out["kind"] = body["kind"]
     if "params" in body:
-        if not isinstance(body["params"], dict):
+        params = body["params"]
+        if not isinstance(params, dict):
             raise json_error(web.HTTPBadRequest, "params: a JSON object")
-        out["params"] = body["params"]
+        bits = params.get("bits", [0])
+        if not isinstance(bits, list) or not all(isinstance(b, int) and 0 <= b <= 31 for b in bits):
+            raise json_error(web.HTTPBadRequest, "params.bits: a list of alarm bit numbers 0-31")
+        for key in ("limit_kmh", "min_s"):
+            value = params.get(key, 0)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise json_error(web.HTTPBadRequest, f"params.{key}: a number, 0 or more")
+        out["params"] = params
     if "device_kinds" in body:
         kinds = body["device_kinds"]
         if kinds is not None and (not isinstance(kinds, list) or not all(k in KINDS for k in kinds)):

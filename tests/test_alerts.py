@@ -56,6 +56,17 @@ async def _alerts(server: Server, device_id: int, want: int, **filters: str) -> 
         await asyncio.sleep(0.05)
 
 
+async def _ended(server: Server, device_id: int, kind: str) -> dict[str, Any]:
+    """The device's one alert of this kind, once its end is recorded (raising and ending are two writes)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        found = [a for a in await _alerts(server, device_id, 1) if a["kind"] == kind]
+        if (len(found) == 1 and found[0]["ended"]) or asyncio.get_running_loop().time() > deadline:
+            assert len(found) == 1, found
+            return found[0]
+        await asyncio.sleep(0.05)
+
+
 async def test_muck_truck_leaves_its_route_for_two_minutes_and_returns(
     server: Server, db: psycopg.AsyncConnection
 ) -> None:
@@ -84,9 +95,7 @@ async def test_muck_truck_leaves_its_route_for_two_minutes_and_returns(
         on, off = (ROUTE_LAT, 114.25), (ROUTE_LAT + 0.01, 114.25)  # off: about 1.1 km north
         # 1 min on the route, 2 min off it (12 fixes, 10 s apart), back on for 1 min.
         await _drive(t, start, [on] * 6 + [off] * 12 + [on] * 6)
-        found = await _alerts(server, device_id, 1)
-        assert len(found) == 1
-        (alert,) = found
+        alert = await _ended(server, device_id, "off_route")
         assert alert["kind"] == "off_route" and alert["zone"] == zone["id"] and not alert["late"]
         assert alert["started"] == (start + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
         assert alert["ended"] == (start + timedelta(seconds=180)).isoformat().replace("+00:00", "Z")
@@ -124,8 +133,13 @@ async def test_forbidden_zone_and_a_late_backfill(server: Server, db: psycopg.As
     assert live["kind"] == "forbidden_zone" and live["ended"] is None and not live["late"]
     # Yesterday's fixes inside the same zone, sent now: one more alert, marked late and ended.
     await _drive(t, now - timedelta(days=1), [centre] * 4 + [outside] * 4)
-    found = await _alerts(server, device_id, 2)
-    late = [a for a in found if a["late"]]
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:  # raising and ending are two writes
+        found = await _alerts(server, device_id, 2)
+        late = [a for a in found if a["late"]]
+        if (late and late[0]["ended"]) or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert len(found) == 2 and len(late) == 1 and late[0]["ended"] is not None
     await t.close()
 
@@ -149,9 +163,7 @@ async def test_overspeed_rule_made_through_the_api(server: Server, db: psycopg.A
         for truck in (t, other):
             serial = await truck.report(start + timedelta(seconds=10 * i), 22.70, 114.40 + i / 1000, speed_kmh=kmh)
             assert (await truck.general_response())[0] == serial
-    found = [a for a in await _alerts(server, device_id, 1) if a["kind"] == "overspeed"]
-    assert len(found) == 1
-    (alert,) = found
+    alert = await _ended(server, device_id, "overspeed")
     assert alert["rule"]["id"] == rule["id"]
     assert alert["started"] == (start + timedelta(seconds=20)).isoformat().replace("+00:00", "Z")
     assert alert["ended"] == (start + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
@@ -159,3 +171,18 @@ async def test_overspeed_rule_made_through_the_api(server: Server, db: psycopg.A
     assert [a for a in await _alerts(server, other_id, 0) if a["kind"] == "overspeed"] == []
     await t.close()
     await other.close()
+
+
+async def test_emergency_button_raises_a_critical_alert(server: Server, db: psycopg.AsyncConnection) -> None:
+    t, device_id = await _truck(server, db, kind="enforcement")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    for i, alarm in enumerate([0, 1, 1, 1, 0]):  # bit 0: the emergency button, held for 30 s
+        serial = await t.report(start + timedelta(seconds=10 * i), 22.71, 114.41, alarm=alarm)
+        assert (await t.general_response())[0] == serial
+    alert = await _ended(server, device_id, "alarm")
+    assert alert["severity"] == 4 and alert["evidence"]["bits"] == [0]
+    assert alert["started"] == (start + timedelta(seconds=10)).isoformat().replace("+00:00", "Z")
+    assert alert["ended"] == (start + timedelta(seconds=40)).isoformat().replace("+00:00", "Z")
+    status, bad = await _api(server, "POST", "/api/rules", {"name": "x", "kind": "alarm", "params": {"bits": [40]}})
+    assert status == 400 and "bits" in bad["error"]
+    await t.close()

@@ -1,10 +1,10 @@
-"""Overspeed: faster than the limit for at least `min_s` seconds of fix time, per device.
+"""Runs of a condition over a device's fixes (over the speed limit, an alarm bit set) lasting `min_s`.
 
-An alert begins at the first fix over the limit and is raised once the speed has stayed over it for
-`min_s` (a single fast fix from GPS noise raises nothing); the first fix at or under the limit
-ends it. Only fixes newer than the device's last evaluated one count (a backfill is not evaluated
-for overspeed: its speeds are history, shown in replay). Most fixes are under every limit: only
-the fixes of devices over it (in this batch or at the end of the last), cost a Python step.
+A run begins at the first fix where the condition holds and is raised once it has held for `min_s`
+seconds of fix time (a single fast fix from GPS noise raises no overspeed); the first fix where it
+no longer holds ends it. Only fixes newer than the device's last evaluated one count (a backfill
+is history, shown in replay). Most fixes meet no condition: only the fixes of devices where it
+holds (in this batch or at the end of the last) cost a Python step.
 """
 
 from __future__ import annotations
@@ -16,24 +16,24 @@ import numpy.typing as npt
 
 
 @dataclass(frozen=True, slots=True)
-class Overspeed:
+class Run:
     device_id: int
-    began_us: int  # the first fix over the limit
-    at_us: int  # raised: when it had lasted min_s; ended: the first fix back under the limit
+    began_us: int  # the first fix where the condition held
+    at_us: int  # raised: when it had lasted min_s; ended: the first fix where it no longer held
     ended: bool
-    max_kmh: float
-    limit_kmh: float
+    peak: float  # the largest value seen in the run (the speed, the alarm word)
+    limit: float  # the limit of the last fix in the run (overspeed)
 
 
 @dataclass(slots=True)
 class _Run:
-    since_us: int = -1  # first fix over the limit of the current run; -1: none
+    since_us: int = -1  # first fix of the current run; -1: none
     raised: bool = False
-    max_kmh: float = 0.0
-    limit_kmh: float = 0.0
+    peak: float = 0.0
+    limit: float = 0.0
 
 
-class OverspeedTracker:
+class RunTracker:
     def __init__(self) -> None:
         self._runs: dict[int, _Run] = {}
         self._last: dict[int, int] = {}
@@ -42,15 +42,16 @@ class OverspeedTracker:
         self,
         device_id: npt.NDArray[np.integer],
         fix_time_us: npt.NDArray[np.int64],
-        speed_kmh: npt.NDArray[np.floating],
-        limit_kmh: npt.NDArray[np.floating],
+        holds: npt.NDArray[np.bool_],
+        value: npt.NDArray[np.floating],
+        limit: npt.NDArray[np.floating],
         min_s: float,
-    ) -> list[Overspeed]:
-        """Fixes with the limit that applies to each (NaN: none applies); what began, was raised or ended."""
-        speed = np.asarray(speed_kmh, dtype=np.float64)
-        limit = np.asarray(limit_kmh, dtype=np.float64)
+    ) -> list[Run]:
+        """Fixes, whether the condition holds at each, a value and a limit to report; what was raised or ended."""
+        value = np.asarray(value, dtype=np.float64)
+        limit = np.asarray(limit, dtype=np.float64)
         device_id = np.asarray(device_id)
-        over = speed > limit  # NaN on either side: not over
+        over = np.asarray(holds, dtype=bool)
         busy = np.fromiter(self._runs, dtype=np.int64, count=len(self._runs))
         # Every fix of a device that is over the limit in this batch or was at its end: a fix under the
         # limit in between must end the run.
@@ -61,7 +62,7 @@ class OverspeedTracker:
             return []
         pick = pick[np.lexsort((fix_time_us[pick], device_id[pick]))]
         min_us = round(min_s * 1e6)
-        out: list[Overspeed] = []
+        out: list[Run] = []
         last = self._last
         for i in pick.tolist():
             did, t = int(device_id[i]), int(fix_time_us[i])
@@ -71,14 +72,14 @@ class OverspeedTracker:
             if over[i]:
                 if run is None:
                     run = self._runs[did] = _Run(since_us=t)
-                run.max_kmh = max(run.max_kmh, float(speed[i]))
-                run.limit_kmh = float(limit[i])
+                run.peak = max(run.peak, float(value[i]))
+                run.limit = float(limit[i])
                 if not run.raised and t - run.since_us >= min_us:
                     run.raised = True
-                    out.append(Overspeed(did, run.since_us, t, False, run.max_kmh, run.limit_kmh))
+                    out.append(Run(did, run.since_us, t, False, run.peak, run.limit))
             elif run is not None:
                 if run.raised:
-                    out.append(Overspeed(did, run.since_us, t, True, run.max_kmh, run.limit_kmh))
+                    out.append(Run(did, run.since_us, t, True, run.peak, run.limit))
                 del self._runs[did]
         self._advance(device_id, fix_time_us)
         return out

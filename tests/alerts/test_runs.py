@@ -1,38 +1,39 @@
-"""Overspeed runs: raised only after min_s over the limit, ended by the first fix under it."""
+"""Runs of a condition (here: over a speed limit): raised only after min_s, ended by the first fix without it."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from alerts.overspeed import Overspeed, OverspeedTracker
+from alerts.runs import Run, RunTracker
 
 S = 1_000_000
 T0 = 1_763_700_000 * S
 
 
-def _feed(tracker: OverspeedTracker, fixes: list[tuple[int, int, float]], limit: float = 60, min_s: float = 20):
+def _feed(tracker: RunTracker, fixes: list[tuple[int, int, float]], limit: float = 60, min_s: float = 20) -> list[Run]:
     device = np.array([f[0] for f in fixes])
     times = np.array([T0 + f[1] * S for f in fixes], dtype=np.int64)
     speed = np.array([f[2] for f in fixes])
-    return tracker.feed(device, times, speed, np.full(len(fixes), limit), min_s)
+    limits = np.full(len(fixes), limit)
+    return tracker.feed(device, times, speed > limits, speed, limits, min_s)
 
 
 def test_a_run_over_the_limit_is_raised_after_min_s_and_ended_under_it() -> None:
-    tr = OverspeedTracker()
+    tr = RunTracker()
     assert _feed(tr, [(1, s, 50) for s in range(0, 30, 10)]) == []
     got = _feed(tr, [(1, 30 + s, 75 + s / 10) for s in range(0, 40, 10)])  # 30 s .. 60 s over the limit
-    assert got == [Overspeed(1, T0 + 30 * S, T0 + 50 * S, False, 77.0, 60.0)]
-    assert _feed(tr, [(1, 70, 59)]) == [Overspeed(1, T0 + 30 * S, T0 + 70 * S, True, 78.0, 60.0)]
+    assert got == [Run(1, T0 + 30 * S, T0 + 50 * S, False, 77.0, 60.0)]
+    assert _feed(tr, [(1, 70, 59)]) == [Run(1, T0 + 30 * S, T0 + 70 * S, True, 78.0, 60.0)]
 
 
 def test_a_short_burst_and_noise_raise_nothing() -> None:
-    tr = OverspeedTracker()
+    tr = RunTracker()
     assert _feed(tr, [(1, 0, 90), (1, 10, 40), (1, 20, 95), (1, 25, 30)]) == []
     assert _feed(tr, [(2, 0, np.nan), (2, 100, 80)], limit=np.nan) == []  # no speed, or no limit: nothing
 
 
 def test_late_fixes_and_other_devices() -> None:
-    tr = OverspeedTracker()
+    tr = RunTracker()
     _feed(tr, [(1, 100, 40)])
     assert _feed(tr, [(1, s, 99) for s in range(0, 60, 10)]) == []  # yesterday's speeds: history only
     got = _feed(tr, [(2, s, 99) for s in range(0, 30, 10)] + [(3, 0, 10)])
