@@ -9,6 +9,8 @@ the unit (with the units below it) it names, or to all. Kinds handled so far:
   fix over it); the first fix at or under it ends the alert (`runs.py`).
 - `alarm` (params `bits`, default [0], the emergency button; `min_s` default 0): any of those JT/T 808
   alarm bits set raises; the first fix without them ends the alert.
+- `forbidden_hours` (params `allowed`: [["22:00", "06:00"], ...] local time, `utc_offset_h` default 8,
+  `min_speed_kmh` default 5, `min_s`): driving outside the permitted hours (muck trucks: nights only).
 
 Transitions marked late (a backfill) raise alerts marked late: recorded for the audit, shown as
 such, never as something happening now. Work is queued by the synchronous commit path and done in
@@ -45,7 +47,7 @@ DeviceInfo = Callable[[npt.NDArray[np.int32]], tuple[npt.NDArray[np.int64], npt.
 _End = tuple[int, int, int | None, datetime, bool]  # device, rule, zone, end time, late
 # What starts and what ends each zone rule: (zone kind, raised on entering?)
 ZONE_RULES = {"forbidden_zone": ("forbidden", True), "off_route": ("muck_route", False)}
-RUN_RULES = ("overspeed", "alarm")  # conditions of the fixes themselves, held for params.min_s
+RUN_RULES = ("overspeed", "alarm", "forbidden_hours")  # conditions of the fixes themselves, held for params.min_s
 RULE_KINDS = (*ZONE_RULES, *RUN_RULES)
 
 
@@ -132,6 +134,10 @@ class AlertEngine:
                 limit = np.where(applies, float(rule.params.get("limit_kmh", 60)), np.nan)
                 value = batch.speed_kmh.astype(np.float64)
                 holds = value > limit
+            elif rule.kind == "forbidden_hours":
+                value = batch.speed_kmh.astype(np.float64)
+                limit = np.full(len(batch), float(rule.params.get("min_speed_kmh", 5)))
+                holds = applies & (value >= limit) & ~_allowed(batch.fix_time, rule.params)
             else:  # alarm: any of the JT/T 808 alarm bits named (default bit 0, the emergency button)
                 mask = sum(1 << int(b) for b in rule.params.get("bits", [0]))
                 value = batch.alarm.astype(np.float64)
@@ -144,6 +150,8 @@ class AlertEngine:
                     continue
                 if rule.kind == "overspeed":
                     evidence: dict[str, Any] = {"limit_kmh": run.limit, "max_kmh": round(run.peak, 1)}
+                elif rule.kind == "forbidden_hours":
+                    evidence = {"allowed": rule.params.get("allowed", []), "max_kmh": round(run.peak, 1)}
                 else:
                     evidence = {"alarm": int(run.peak), "bits": sorted(rule.params.get("bits", [0]))}
                 evidence["raised_at_fix"] = _time(run.at_us).isoformat()
@@ -208,3 +216,19 @@ class AlertEngine:
                     listener(alert)
                 except Exception:
                     log.exception("alert listener %r failed", listener)
+
+
+def _allowed(fix_time_us: npt.NDArray[np.int64], params: dict[str, Any]) -> npt.NDArray[np.bool_]:
+    """Whether each fix falls in one of the rule's permitted windows of local time (a window may span midnight)."""
+    offset_s = round(float(params.get("utc_offset_h", 8)) * 3600)
+    of_day = (fix_time_us // 1_000_000 + offset_s) % 86_400
+    ok = np.zeros(len(fix_time_us), dtype=bool)
+    for start, end in params.get("allowed", []):
+        a, b = _seconds(start), _seconds(end)
+        ok |= ((of_day >= a) & (of_day < b)) if a <= b else ((of_day >= a) | (of_day < b))
+    return ok
+
+
+def _seconds(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 3600 + int(minutes) * 60

@@ -159,7 +159,12 @@ def _rule_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         bits = params.get("bits", [0])
         if not isinstance(bits, list) or not all(isinstance(b, int) and 0 <= b <= 31 for b in bits):
             raise json_error(web.HTTPBadRequest, "params.bits: a list of alarm bit numbers 0-31")
-        for key in ("limit_kmh", "min_s"):
+        windows = params.get("allowed", [])
+        if not isinstance(windows, list) or not all(
+            isinstance(w, list) and len(w) == 2 and all(isinstance(t, str) and _hhmm(t) for t in w) for w in windows
+        ):
+            raise json_error(web.HTTPBadRequest, 'params.allowed: a list of ["HH:MM", "HH:MM"] windows')
+        for key in ("limit_kmh", "min_s", "min_speed_kmh"):
             value = params.get(key, 0)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise json_error(web.HTTPBadRequest, f"params.{key}: a number, 0 or more")
@@ -182,6 +187,11 @@ def _rule_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
             raise json_error(web.HTTPBadRequest, "enabled: true or false")
         out["enabled"] = body["enabled"]
     return out
+
+
+def _hhmm(text: str) -> bool:
+    hours, _, minutes = text.partition(":")
+    return hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60 and len(minutes) == 2
 
 
 async def create_rule(request: web.Request) -> web.Response:

@@ -186,3 +186,36 @@ async def test_emergency_button_raises_a_critical_alert(server: Server, db: psyc
     status, bad = await _api(server, "POST", "/api/rules", {"name": "x", "kind": "alarm", "params": {"bits": [40]}})
     assert status == 400 and "bits" in bad["error"]
     await t.close()
+
+
+async def test_muck_truck_driving_outside_its_permitted_night_hours(
+    server: Server, db: psycopg.AsyncConnection
+) -> None:
+    assert server.alerts is not None
+    status, rule = await _api(
+        server,
+        "POST",
+        "/api/rules",
+        {"name": "渣土车限时通行", "kind": "forbidden_hours", "device_kinds": ["muck"],
+         "params": {"allowed": [["22:00", "06:00"]], "min_s": 30}},
+    )  # fmt: skip
+    assert status == 201, rule
+    await server.alerts.reload()
+    t, device_id = await _truck(server, db)
+    # 14:00 Beijing time (06:00 UTC), today's or yesterday's, whichever is past: driving at 35 km/h for a
+    # minute, then (when it is past too) the same at midnight, which the permit allows.
+    now = datetime.now(UTC)
+    day = now.replace(hour=6, minute=0, second=0, microsecond=0)  # 14:00 in Beijing
+    if day > now - timedelta(minutes=5):
+        day -= timedelta(days=1)
+    night = day + timedelta(hours=10)  # 00:00 in Beijing: allowed
+    for start in (day, night) if night < now - timedelta(minutes=5) else (day,):  # in time order
+        for i, kmh in enumerate([35] * 7 + [0]):
+            serial = await t.report(start + timedelta(seconds=10 * i), 22.72, 114.42 + i / 1000, speed_kmh=kmh)
+            assert (await t.general_response())[0] == serial
+    alert = await _ended(server, device_id, "forbidden_hours")
+    assert alert["started"] == day.isoformat().replace("+00:00", "Z")
+    assert alert["ended"] == (day + timedelta(seconds=70)).isoformat().replace("+00:00", "Z")
+    bad_rule = {"name": "x", "kind": "forbidden_hours", "params": {"allowed": [["25:00", "06:00"]]}}
+    assert (await _api(server, "POST", "/api/rules", bad_rule))[0] == 400
+    await t.close()
