@@ -236,6 +236,12 @@ class MqttIngest:
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), remaining)
+        # The last PUBACKs are queued in paho: let them reach the socket before the DISCONNECT, or the
+        # broker sends those messages again to the next session (seen now and then in the tests).
+        for _ in range(100):  # a second at most: paho writes when the socket takes it
+            if self._conn is None or not self._conn.paho.want_write():
+                break
+            await asyncio.sleep(0.01)
         await self._stop_tasks()
 
     async def _stop_tasks(self) -> None:
