@@ -40,11 +40,10 @@ from store.devices import KINDS
 log = logging.getLogger("telematics.alerts")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# (device id) -> (kind name or None, unit id or None)
-DeviceOf = Callable[[int], tuple[str | None, int | None]]
 # (device ids) -> (kind code per device (index in KINDS, -1 unknown), unit id per device (-1 none))
 DeviceInfo = Callable[[npt.NDArray[np.int32]], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]
 _End = tuple[int, int, int | None, datetime, bool]  # device, rule, zone, end time, late
+_Change = NewAlert | _End
 # What starts and what ends each zone rule: (zone kind, raised on entering?)
 ZONE_RULES = {"forbidden_zone": ("forbidden", True), "off_route": ("muck_route", False)}
 RUN_RULES = ("overspeed", "alarm", "forbidden_hours")  # conditions of the fixes themselves, held for params.min_s
@@ -60,7 +59,6 @@ class AlertEngine:
         self,
         pool: AsyncConnectionPool,
         zone_kind: Callable[[int], str | None],
-        device_of: DeviceOf,
         device_info: DeviceInfo,
         *,
         refresh_s: float = 10.0,
@@ -68,14 +66,13 @@ class AlertEngine:
     ) -> None:
         self.pool = pool
         self.zone_kind = zone_kind
-        self.device_of = device_of
         self.device_info = device_info
         self.refresh_s = refresh_s
         self.max_queue = max_queue
         self.listeners: list[Callable[[Alert], None]] = []  # the live WebSocket
         self._rules: list[Rule] = []
         self._below: dict[int, set[int]] = {}
-        self._queue: asyncio.Queue[tuple[list[NewAlert], list[_End]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[list[_Change]] = asyncio.Queue()
         self._runs: dict[int, RunTracker] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
@@ -100,24 +97,28 @@ class AlertEngine:
 
     def transitions(self, found: list[Transition]) -> None:
         """From the geofence (synchronous, on the commit path): what begins and ends, queued for the writer."""
-        raised: list[NewAlert] = []
-        ended: list[_End] = []
-        for t in found:
+        rules = [r for r in self._rules if r.kind in ZONE_RULES]
+        if not rules or not found:
+            return
+        kind, unit = self.device_info(np.array([t.device_id for t in found], dtype=np.int32))
+        applies = {rule.id: self._applies_many(rule, kind, unit).tolist() for rule in rules}
+        changes: list[_Change] = []
+        for i, t in enumerate(found):  # in order: an end and a new start of the same alert must stay in order
             zone_kind = self.zone_kind(t.zone_id)
-            for rule in self._rules:
-                wanted = ZONE_RULES.get(rule.kind)
-                if wanted is None or wanted[0] != zone_kind or not self._applies(rule, t.device_id):
+            for rule in rules:
+                zone_wanted, raised_on_entering = ZONE_RULES[rule.kind]
+                if zone_wanted != zone_kind or not applies[rule.id][i]:
                     continue
-                if t.entered == wanted[1]:
+                if t.entered == raised_on_entering:
                     evidence = {"zone_id": t.zone_id, "began": _time(t.began_us).isoformat(),
                                 "confirmed": _time(t.confirmed_us).isoformat()}  # fmt: skip
-                    raised.append(
+                    changes.append(
                         NewAlert(_time(t.began_us), t.device_id, rule.id, t.zone_id, rule.kind, rule.severity,
                                  t.late, evidence)
                     )  # fmt: skip
                 else:
-                    ended.append((t.device_id, rule.id, t.zone_id, _time(t.began_us), t.late))
-        self._put(raised, ended)
+                    changes.append((t.device_id, rule.id, t.zone_id, _time(t.began_us), t.late))
+        self._put(changes)
 
     def committed(self, batch: PositionBatch) -> None:
         """Each committed batch (the batcher's on_commit): the rules over fixes themselves (overspeed, alarms)."""
@@ -125,8 +126,7 @@ class AlertEngine:
         if not rules or not len(batch):
             return
         kind, unit = self.device_info(batch.device_id)
-        raised: list[NewAlert] = []
-        ended: list[_End] = []
+        changes: list[_Change] = []
         for rule in rules:
             applies = self._applies_many(rule, kind, unit)
             min_s = float(rule.params.get("min_s", 10 if rule.kind == "overspeed" else 0))
@@ -146,7 +146,7 @@ class AlertEngine:
             tracker = self._runs.setdefault(rule.id, RunTracker())
             for run in tracker.feed(batch.device_id, batch.fix_time, holds, value, limit, min_s):
                 if run.ended:
-                    ended.append((run.device_id, rule.id, None, _time(run.at_us), False))
+                    changes.append((run.device_id, rule.id, None, _time(run.at_us), False))
                     continue
                 if rule.kind == "overspeed":
                     evidence: dict[str, Any] = {"limit_kmh": run.limit, "max_kmh": round(run.peak, 1)}
@@ -155,20 +155,20 @@ class AlertEngine:
                 else:
                     evidence = {"alarm": int(run.peak), "bits": sorted(rule.params.get("bits", [0]))}
                 evidence["raised_at_fix"] = _time(run.at_us).isoformat()
-                raised.append(
+                changes.append(
                     NewAlert(_time(run.began_us), run.device_id, rule.id, None, rule.kind, rule.severity, False,
                              evidence)
                 )  # fmt: skip
-        self._put(raised, ended)
+        self._put(changes)
 
-    def _put(self, raised: list[NewAlert], ended: list[_End]) -> None:
-        if not raised and not ended:
+    def _put(self, changes: list[_Change]) -> None:
+        if not changes:
             return
         if self._queue.qsize() >= self.max_queue:
-            self.dropped += len(raised) + len(ended)  # the database is far behind: better no alert than no ingest
-            log.error("alert queue full: %d alert changes not written", len(raised) + len(ended))
+            self.dropped += len(changes)  # the database is far behind: better no alert than no ingest
+            log.error("alert queue full: %d alert changes not written", len(changes))
             return
-        self._queue.put_nowait((raised, ended))
+        self._queue.put_nowait(changes)
 
     async def _refresh(self) -> None:
         while True:
@@ -180,17 +180,11 @@ class AlertEngine:
 
     async def _work(self) -> None:
         while True:
-            raised, ended = await self._queue.get()
+            changes = await self._queue.get()
             try:
-                await self._write(raised, ended)
+                await self._write(changes)
             except Exception:
-                log.exception("writing %d alert changes failed", len(raised) + len(ended))
-
-    def _applies(self, rule: Rule, device_id: int) -> bool:
-        kind, unit = self.device_of(device_id)
-        if rule.device_kinds is not None and kind not in rule.device_kinds:
-            return False
-        return rule.org_unit_id is None or (unit is not None and unit in self._below.get(rule.org_unit_id, set()))
+                log.exception("writing %d alert changes failed", len(changes))
 
     def _applies_many(
         self, rule: Rule, kind: npt.NDArray[np.int64], unit: npt.NDArray[np.int64]
@@ -202,13 +196,15 @@ class AlertEngine:
             ok &= np.isin(unit, sorted(self._below.get(rule.org_unit_id, set())))
         return ok
 
-    async def _write(self, raised: list[NewAlert], ended: list[_End]) -> None:
+    async def _write(self, changes: list[_Change]) -> None:
+        """In the order they happened: the end of an alert before a new start of the same one."""
         changed: list[int] = []
         async with self.pool.connection() as conn:
-            if raised:
-                changed += await alerts.raise_alerts(conn, raised)
-            for device_id, rule_id, zone_id, at, late in ended:
-                changed += await alerts.end_alerts(conn, device_id, rule_id, zone_id, at, late)
+            for change in changes:
+                if isinstance(change, NewAlert):
+                    changed += await alerts.raise_alerts(conn, [change])
+                else:
+                    changed += await alerts.end_alerts(conn, *change)
             shown = [a for a in [await alerts.get(conn, i) for i in changed] if a is not None]
         for alert in shown:
             for listener in self.listeners:

@@ -11,7 +11,6 @@ from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
@@ -33,7 +32,6 @@ from ingest.terminal import ListenerContext, TcpListener, TerminalConnection
 from protocols import gt06, h02, jt808, nmea, phone_mqtt
 from store import db, messages, positions
 from store.cluster import Cluster
-from store.devices import KINDS
 from store.migrate import migrate
 from store.positions import PositionWriter
 from telematics import openapi
@@ -177,12 +175,7 @@ class Server:
         self.geofence.consumers.append(self._count_transitions)
         await self.geofence.start()
         geofence = self.geofence
-
-        def device_of(device_id: int) -> tuple[str | None, int | None]:
-            kind, unit = state.device_info(np.array([device_id]))
-            return (KINDS[kind[0]] if kind[0] >= 0 else None), (int(unit[0]) if unit[0] >= 0 else None)
-
-        self.alerts = AlertEngine(self.pool, lambda zone: geofence.zone_kinds.get(zone), device_of, state.device_info)
+        self.alerts = AlertEngine(self.pool, lambda zone: geofence.zone_kinds.get(zone), state.device_info)
         await self.alerts.start()
         self.geofence.consumers.append(self.alerts.transitions)
         self.batcher.on_commit.append(self.alerts.committed)
