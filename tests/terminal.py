@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import datetime
 
+import psycopg
+
 from protocols import jt808
+from store import devices
+from store.devices import DeviceRecord
 
 
 class Terminal:
@@ -67,3 +72,18 @@ class Terminal:
 
     async def report(self, time: datetime, lat: float, lon: float, **kw: object) -> int:
         return await self.send(jt808.MSG_LOCATION, jt808.encode_location_body(time=time, lat=lat, lon=lon, **kw))  # type: ignore[arg-type]
+
+
+async def registered_terminal(
+    db: psycopg.AsyncConnection, port: int, *, kind: str = "muck", prefix: str = "13", version: int = 2013
+) -> tuple[Terminal, int]:
+    """A new device of `kind`, and its terminal connected, registered and authenticated; (terminal, device id)."""
+    uid = prefix + str(secrets.randbelow(10**9)).rjust(11 - len(prefix), "0")
+    await devices.upsert_devices(db, [DeviceRecord(uid=uid, kind=kind, name=f"test {uid[-4:]}")])
+    device = await devices.by_uid(db, uid)
+    assert device is not None
+    t = await Terminal(uid, version=version).connect(port)
+    result, code = await t.register()
+    assert result == 0
+    assert await t.authenticate(code) == 0
+    return t, device.id

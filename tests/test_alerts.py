@@ -12,11 +12,9 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from store import devices
-from store.devices import DeviceRecord
 from telematics.server import Server
 from tests.conftest import API_TOKEN
-from tests.terminal import Terminal
+from tests.terminal import Terminal, registered_terminal
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 ROUTE_LAT = 22.6301  # an east-west corridor, 200 m wide, along this latitude
@@ -29,14 +27,7 @@ async def _api(server: Server, method: str, path: str, body: Any = None) -> tupl
 
 
 async def _truck(server: Server, db: psycopg.AsyncConnection, kind: str = "muck") -> tuple[Terminal, int]:
-    uid = "17" + str(secrets.randbelow(10**9)).rjust(9, "0")
-    await devices.upsert_devices(db, [DeviceRecord(uid=uid, kind=kind, name="alert test")])
-    device = await devices.by_uid(db, uid)
-    assert device is not None
-    t = await Terminal(uid).connect(server.ports["jt808"])
-    _, code = await t.register()
-    assert await t.authenticate(code) == 0
-    return t, device.id
+    return await registered_terminal(db, server.ports["jt808"], kind=kind, prefix="17")
 
 
 async def _drive(t: Terminal, start: datetime, points: list[tuple[float, float]], step_s: int = 10) -> None:

@@ -12,7 +12,7 @@ from protocols import jt808
 from store import devices
 from store.devices import DeviceRecord
 from telematics.server import Server
-from tests.terminal import Terminal
+from tests.terminal import Terminal, registered_terminal
 
 
 def _now() -> datetime:
@@ -20,12 +20,7 @@ def _now() -> datetime:
 
 
 async def _terminal(server: Server, db: psycopg.AsyncConnection, version: int = 2013) -> Terminal:
-    uid = "14" + str(secrets.randbelow(10**9)).rjust(9, "0")
-    await devices.upsert_devices(db, [DeviceRecord(uid=uid, kind="sanitation", name="lane")])
-    t = await Terminal(uid, version=version).connect(server.ports["jt808"])
-    result, code = await t.register()
-    assert result == 0
-    assert await t.authenticate(code) == 0
+    t, _ = await registered_terminal(db, server.ports["jt808"], kind="sanitation", prefix="14", version=version)
     return t
 
 

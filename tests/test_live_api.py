@@ -14,11 +14,11 @@ import psycopg
 from access import tokens
 from access.routes import ACCESS
 from store import devices, users
-from store.devices import DeviceRecord, OrgUnitRecord
+from store.devices import OrgUnitRecord
 from telematics import openapi
 from telematics.server import Server
 from tests.conftest import API_TOKEN
-from tests.terminal import Terminal
+from tests.terminal import Terminal, registered_terminal
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -28,14 +28,7 @@ def _now() -> datetime:
 
 
 async def _terminal(server: Server, db: psycopg.AsyncConnection, kind: str = "muck") -> tuple[Terminal, int]:
-    uid = "16" + str(secrets.randbelow(10**9)).rjust(9, "0")
-    await devices.upsert_devices(db, [DeviceRecord(uid=uid, kind=kind, name=f"live {uid[-4:]}")])
-    device = await devices.by_uid(db, uid)
-    assert device is not None
-    t = await Terminal(uid).connect(server.ports["jt808"])
-    _, code = await t.register()
-    assert await t.authenticate(code) == 0
-    return t, device.id
+    return await registered_terminal(db, server.ports["jt808"], kind=kind, prefix="16")
 
 
 async def _get(server: Server, path: str) -> Any:
