@@ -10,10 +10,9 @@ from aiohttp import web
 from access.errors import json_error, json_object
 from access.principal import Principal, principal
 from store import devices, users
+from tracking.listing import unit_and_page
 from tracking.live import STATUS_NAMES
 from tracking.live_api import LIVE
-
-MAX_LIMIT = 1000
 
 
 def device_json(d: devices.Listed) -> dict[str, Any]:
@@ -45,12 +44,7 @@ async def _scope(request: web.Request, who: Principal, unit: int | None) -> tupl
 async def list_devices(request: web.Request) -> web.Response:
     who = principal(request)
     q = request.query
-    try:
-        unit = int(q["unit"]) if q.get("unit") else None
-        limit = min(MAX_LIMIT, max(1, int(q.get("limit", "200"))))
-        offset = max(0, int(q.get("offset", "0")))
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, "unit, limit and offset are numbers") from None
+    unit, limit, offset = unit_and_page(request)
     kind = q.get("kind") or None
     if kind is not None and kind not in devices.KINDS:
         raise json_error(web.HTTPBadRequest, f"kind: one of {', '.join(devices.KINDS)}")

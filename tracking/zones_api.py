@@ -17,9 +17,9 @@ from access.principal import Principal, principal
 from geofence import crs
 from store import devices, users, zones
 from tracking import zone_check
+from tracking.listing import unit_and_page
 from tracking.live_api import LIVE
 
-MAX_LIMIT = 1000
 MAX_ASSIGNED = 10_000
 MAX_ID = 2**31 - 1  # the id column is an integer
 _CHANGEABLE = ("code", "name", "kind", "shape", "properties", "unit", "enabled")
@@ -94,12 +94,7 @@ async def list_zones(request: web.Request) -> web.Response:
     who = principal(request)
     q = request.query
     crs_name = _crs(request)
-    try:
-        unit = int(q["unit"]) if q.get("unit") else None
-        limit = min(MAX_LIMIT, max(1, int(q.get("limit", "200"))))
-        offset = max(0, int(q.get("offset", "0")))
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, "unit, limit and offset are numbers") from None
+    unit, limit, offset = unit_and_page(request)
     kind = q.get("kind") or None
     if kind is not None:
         _checked(zone_check.kind, "kind", kind)
