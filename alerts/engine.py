@@ -1,20 +1,22 @@
-"""The rules over zone transitions: alerts raised when a condition begins and ended when it ends.
+"""The alert rules: alerts raised when a condition begins and ended when it ends.
 
 Rules are rows of `alert_rules` (reloaded every `refresh_s`); each applies to the device kinds and
-the unit (with the units below it) it names, or to all. Kinds handled so far:
+the unit (with the units below it) it names, or to all. Kinds:
 
-- `forbidden_zone`: entering a zone of kind `forbidden` raises; leaving it ends the alert.
-- `off_route`: leaving a `muck_route` corridor that applies to the truck raises; coming back ends it.
-- `overspeed` (params `limit_kmh`, `min_s`): over the limit for `min_s` seconds raises (from the first
-  fix over it); the first fix at or under it ends the alert (`runs.py`).
-- `alarm` (params `bits`, default [0], the emergency button; `min_s` default 0): any of those JT/T 808
-  alarm bits set raises; the first fix without them ends the alert.
-- `forbidden_hours` (params `allowed`: [["22:00", "06:00"], ...] local time, `utc_offset_h` default 8,
-  `min_speed_kmh` default 5, `min_s`): driving outside the permitted hours (muck trucks: nights only).
+- over zone transitions (with the geofence's hysteresis): `forbidden_zone` (entering a zone of
+  kind `forbidden` raises, leaving ends) and `off_route` (leaving a `muck_route` corridor that
+  applies to the truck raises, coming back ends);
+- over the fixes themselves, held for a time (`conditions.py`, `runs.py`): `overspeed` (with speed
+  zones), `alarm` (SOS and other JT/T 808 alarm bits), `forbidden_hours`, `stopped` (outside
+  depots), `working_speed` (a sweeper on its route too fast to sweep) and `dumping` (a muck
+  truck tipping, unloading (`unloading.py`) or standing outside construction and disposal sites);
+- over time without fixes: `offline` while on shift (`offline.py`);
+- over a whole shift: `coverage` of a route or patrol area (`coverage_job.py`).
 
 Transitions marked late (a backfill) raise alerts marked late: recorded for the audit, shown as
-such, never as something happening now. Work is queued by the synchronous commit path and done in
-order by one task, so the database round trips never hold up ingest.
+such, never as something happening now; the rules over fixes pass late fixes by. Work is queued by
+the synchronous commit path and done in order by one task, so the database round trips never hold
+up ingest. Every alert records where it was seen (`evidence.lat`, `evidence.lon`) where a fix shows it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +32,11 @@ import numpy as np
 import numpy.typing as npt
 from psycopg_pool import AsyncConnectionPool
 
+from alerts.conditions import RUN_RULES, Where, checks, evidence, site_kinds
+from alerts.offline import Devices, OfflineWatcher
 from alerts.runs import RunTracker
+from alerts.unloading import UnloadTracker
+from alerts.zone_facts import ZoneFacts, Zones
 from geofence.service import units_below
 from geofence.transitions import Transition
 from store import alerts, users
@@ -46,8 +53,9 @@ _End = tuple[int, int, int | None, datetime, bool]  # device, rule, zone, end ti
 _Change = NewAlert | _End
 # What starts and what ends each zone rule: (zone kind, raised on entering?)
 ZONE_RULES = {"forbidden_zone": ("forbidden", True), "off_route": ("muck_route", False)}
-RUN_RULES = ("overspeed", "alarm", "forbidden_hours")  # conditions of the fixes themselves, held for params.min_s
-RULE_KINDS = (*ZONE_RULES, *RUN_RULES)
+RULE_KINDS = (*ZONE_RULES, *RUN_RULES, "offline", "coverage")
+_Rows = npt.NDArray[np.intp]
+_Ids = npt.NDArray[np.int64]
 
 
 def _time(us: int) -> datetime:
@@ -58,14 +66,15 @@ class AlertEngine:
     def __init__(
         self,
         pool: AsyncConnectionPool,
-        zone_kind: Callable[[int], str | None],
+        zones: Zones,
         device_info: DeviceInfo,
         *,
         refresh_s: float = 10.0,
         max_queue: int = 100_000,
     ) -> None:
         self.pool = pool
-        self.zone_kind = zone_kind
+        self.zones = zones
+        self.facts = ZoneFacts(zones)
         self.device_info = device_info
         self.refresh_s = refresh_s
         self.max_queue = max_queue
@@ -73,7 +82,8 @@ class AlertEngine:
         self._rules: list[Rule] = []
         self._below: dict[int, set[int]] = {}
         self._queue: asyncio.Queue[list[_Change]] = asyncio.Queue()
-        self._runs: dict[int, RunTracker] = {}
+        self._runs: dict[tuple[int, str], RunTracker] = {}
+        self._unloads: dict[int, UnloadTracker] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
 
@@ -84,10 +94,20 @@ class AlertEngine:
             asyncio.create_task(self._refresh(), name="alert-rules"),
         ]
 
+    def watch_offline(self, devices: Devices, every_s: float = 30.0) -> OfflineWatcher:
+        """Check the devices for silence (the `offline` rule): in one process of several."""
+        watcher = OfflineWatcher(self, devices, self.device_info, every_s=every_s)
+        self._tasks.append(asyncio.create_task(watcher.run(), name="alerts-offline"))
+        return watcher
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def rules(self) -> list[Rule]:
+        return self._rules
 
     async def reload(self) -> None:
         async with self.pool.connection() as conn:
@@ -101,10 +121,10 @@ class AlertEngine:
         if not rules or not found:
             return
         kind, unit = self.device_info(np.array([t.device_id for t in found], dtype=np.int32))
-        applies = {rule.id: self._applies_many(rule, kind, unit).tolist() for rule in rules}
+        applies = {rule.id: self.applies_many(rule, kind, unit).tolist() for rule in rules}
         changes: list[_Change] = []
         for i, t in enumerate(found):  # in order: an end and a new start of the same alert must stay in order
-            zone_kind = self.zone_kind(t.zone_id)
+            zone_kind = self.zones.zone_kinds.get(t.zone_id)
             for rule in rules:
                 zone_wanted, raised_on_entering = ZONE_RULES[rule.kind]
                 if zone_wanted != zone_kind or not applies[rule.id][i]:
@@ -118,50 +138,73 @@ class AlertEngine:
                     )  # fmt: skip
                 else:
                     changes.append((t.device_id, rule.id, t.zone_id, _time(t.began_us), t.late))
-        self._put(changes)
+        self.put(changes)
 
-    def committed(self, batch: PositionBatch) -> None:
-        """Each committed batch (the batcher's on_commit): the rules over fixes themselves (overspeed, alarms)."""
+    def committed(self, batch: PositionBatch, row: _Rows, zone: _Ids) -> None:
+        """Each committed batch with the applicable zones of its fixes (the geofence's fix consumers): the
+        rules over fixes. `row`, `zone`: parallel arrays, a fix's batch row and a zone it lies in."""
         rules = [r for r in self._rules if r.kind in RUN_RULES]
         if not rules or not len(batch):
             return
+        n = len(batch)
         kind, unit = self.device_info(batch.device_id)
+        in_kinds: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
+
+        def inside(kinds: list[str]) -> npt.NDArray[np.bool_]:
+            key = tuple(sorted(kinds))
+            if key not in in_kinds:
+                in_kinds[key] = self.facts.in_kinds(n, row, zone, kinds)
+            return in_kinds[key]
+
+        where = Where(inside, lambda: self.facts.speed_limit(n, row, zone), np.zeros(n, dtype=bool))
         changes: list[_Change] = []
         for rule in rules:
-            applies = self._applies_many(rule, kind, unit)
-            min_s = float(rule.params.get("min_s", 10 if rule.kind == "overspeed" else 0))
-            if rule.kind == "overspeed":
-                limit = np.where(applies, float(rule.params.get("limit_kmh", 60)), np.nan)
-                value = batch.speed_kmh.astype(np.float64)
-                holds = value > limit
-            elif rule.kind == "forbidden_hours":
-                value = batch.speed_kmh.astype(np.float64)
-                limit = np.full(len(batch), float(rule.params.get("min_speed_kmh", 5)))
-                holds = applies & (value >= limit) & ~_allowed(batch.fix_time, rule.params)
-            else:  # alarm: any of the JT/T 808 alarm bits named (default bit 0, the emergency button)
-                mask = sum(1 << int(b) for b in rule.params.get("bits", [0]))
-                value = batch.alarm.astype(np.float64)
-                limit = np.full(len(batch), float(mask))
-                holds = applies & ((batch.alarm & mask) != 0)
-            tracker = self._runs.setdefault(rule.id, RunTracker())
-            for run in tracker.feed(batch.device_id, batch.fix_time, holds, value, limit, min_s):
-                if run.ended:
-                    changes.append((run.device_id, rule.id, None, _time(run.at_us), False))
-                    continue
-                if rule.kind == "overspeed":
-                    evidence: dict[str, Any] = {"limit_kmh": run.limit, "max_kmh": round(run.peak, 1)}
-                elif rule.kind == "forbidden_hours":
-                    evidence = {"allowed": rule.params.get("allowed", []), "max_kmh": round(run.peak, 1)}
-                else:
-                    evidence = {"alarm": int(run.peak), "bits": sorted(rule.params.get("bits", [0]))}
-                evidence["raised_at_fix"] = _time(run.at_us).isoformat()
-                changes.append(
-                    NewAlert(_time(run.began_us), run.device_id, rule.id, None, rule.kind, rule.severity, False,
-                             evidence)
-                )  # fmt: skip
-        self._put(changes)
+            applies = self.applies_many(rule, kind, unit)
+            seen = where
+            if rule.kind == "dumping":
+                unloads = self._unloads.setdefault(rule.id, UnloadTracker())
+                changes += self._unloaded(rule, unloads, batch, inside(site_kinds(rule.params)), applies)
+                seen = replace(where, reports_load=unloads.reports_load(batch.device_id))
+            for check in checks(rule, applies, batch, seen):
+                tracker = self._runs.setdefault((rule.id, check.part), RunTracker())
+                for run in tracker.feed(batch.device_id, batch.fix_time, check.holds, check.value, check.limit,
+                                        check.min_s):  # fmt: skip
+                    if run.ended:
+                        changes.append((run.device_id, rule.id, None, _time(run.at_us), False))
+                        continue
+                    shown = evidence(rule, check.part, run.peak, run.limit)
+                    shown.update(_where(batch, run.row), raised_at_fix=_time(run.at_us).isoformat())
+                    changes.append(
+                        NewAlert(_time(run.began_us), run.device_id, rule.id, None, rule.kind, rule.severity, False,
+                                 shown)
+                    )  # fmt: skip
+        self.put(changes)
 
-    def _put(self, changes: list[_Change]) -> None:
+    def _unloaded(
+        self,
+        rule: Rule,
+        unloads: UnloadTracker,
+        batch: PositionBatch,
+        allowed: npt.NDArray[np.bool_],
+        applies: npt.NDArray[np.bool_],
+    ) -> list[_Change]:
+        """Dumping seen in the load state: an alert over the time between the last loaded and first empty fix."""
+        lift_bit = rule.params.get("lift_bit")
+        if lift_bit is not None:  # a terminal that reports its tipper is judged by it, not by its stops
+            lifted = applies & (((batch.status >> int(lift_bit)) & 1) == 1)
+            unloads.reporting.update(np.unique(batch.device_id[lifted]).tolist())
+        changes: list[_Change] = []
+        for u in unloads.feed(batch.device_id, batch.fix_time, batch.status, allowed, applies):
+            shown = {"how": "unloaded", "load_before": "full" if u.load_before == 3 else "half",
+                     "loaded_until": _time(u.loaded_us).isoformat(), "empty_from": _time(u.empty_us).isoformat(),
+                     **_where(batch, u.row)}  # fmt: skip
+            changes.append(
+                NewAlert(_time(u.loaded_us), u.device_id, rule.id, None, rule.kind, rule.severity, False, shown)
+            )
+            changes.append((u.device_id, rule.id, None, _time(u.empty_us), False))
+        return changes
+
+    def put(self, changes: list[_Change]) -> None:
         if not changes:
             return
         if self._queue.qsize() >= self.max_queue:
@@ -186,7 +229,7 @@ class AlertEngine:
             except Exception:
                 log.exception("writing %d alert changes failed", len(changes))
 
-    def _applies_many(
+    def applies_many(
         self, rule: Rule, kind: npt.NDArray[np.int64], unit: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
         ok = np.ones(len(kind), dtype=bool)
@@ -197,15 +240,17 @@ class AlertEngine:
         return ok
 
     async def _write(self, changes: list[_Change]) -> None:
-        """In the order they happened: the end of an alert before a new start of the same one."""
-        changed: list[int] = []
+        """In the order they happened: the end of an alert before a new start of the same one. Each alert is
+        read back right after its change, so the listeners see every step (raised, then ended) even when
+        both are in one batch."""
+        shown: list[Alert] = []
         async with self.pool.connection() as conn:
             for change in changes:
                 if isinstance(change, NewAlert):
-                    changed += await alerts.raise_alerts(conn, [change])
+                    changed = await alerts.raise_alerts(conn, [change])
                 else:
-                    changed += await alerts.end_alerts(conn, *change)
-            shown = [a for a in [await alerts.get(conn, i) for i in changed] if a is not None]
+                    changed = await alerts.end_alerts(conn, *change)
+                shown += [a for a in [await alerts.get(conn, i) for i in changed] if a is not None]
         for alert in shown:
             for listener in self.listeners:
                 try:
@@ -214,17 +259,5 @@ class AlertEngine:
                     log.exception("alert listener %r failed", listener)
 
 
-def _allowed(fix_time_us: npt.NDArray[np.int64], params: dict[str, Any]) -> npt.NDArray[np.bool_]:
-    """Whether each fix falls in one of the rule's permitted windows of local time (a window may span midnight)."""
-    offset_s = round(float(params.get("utc_offset_h", 8)) * 3600)
-    of_day = (fix_time_us // 1_000_000 + offset_s) % 86_400
-    ok = np.zeros(len(fix_time_us), dtype=bool)
-    for start, end in params.get("allowed", []):
-        a, b = _seconds(start), _seconds(end)
-        ok |= ((of_day >= a) & (of_day < b)) if a <= b else ((of_day >= a) | (of_day < b))
-    return ok
-
-
-def _seconds(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 3600 + int(minutes) * 60
+def _where(batch: PositionBatch, row: int) -> dict[str, Any]:
+    return {"lat": round(float(batch.lat[row]), 6), "lon": round(float(batch.lon[row]), 6)}

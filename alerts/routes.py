@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,12 +12,18 @@ from psycopg_pool import AsyncConnectionPool
 
 from access.errors import json_error, json_object
 from access.principal import Principal, principal
+from alerts import params as rule_params
 from alerts.engine import RULE_KINDS
 from store import alerts
 from store.alerts import Alert, Rule
 from store.devices import KINDS
 
+log = logging.getLogger("telematics.alerts")
+
 POOL = web.AppKey("alerts_pool", AsyncConnectionPool)
+Listener = Callable[[Alert], None]  # synchronous, must not block
+# Called with the alert after an acknowledgement or close, as the engine's listeners are after a raise or an end.
+ACK_LISTENERS: web.AppKey[list[Listener]] = web.AppKey("alert_ack_listeners")
 STATES = ("raised", "acknowledged", "closed")
 
 
@@ -132,6 +140,11 @@ async def ack_alert(request: web.Request) -> web.Response:
             raise json_error(web.HTTPConflict, f"alert {found.id} is closed already")
         again = await alerts.get(conn, found.id)
     assert again is not None
+    for listener in request.app.get(ACK_LISTENERS, []):
+        try:
+            listener(again)
+        except Exception:
+            log.exception("alert listener %r failed", listener)
     return web.json_response(alert_json(again))
 
 
@@ -154,20 +167,9 @@ def _rule_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         out["kind"] = body["kind"]
     if "params" in body:
         params = body["params"]
-        if not isinstance(params, dict):
-            raise json_error(web.HTTPBadRequest, "params: a JSON object")
-        bits = params.get("bits", [0])
-        if not isinstance(bits, list) or not all(isinstance(b, int) and 0 <= b <= 31 for b in bits):
-            raise json_error(web.HTTPBadRequest, "params.bits: a list of alarm bit numbers 0-31")
-        windows = params.get("allowed", [])
-        if not isinstance(windows, list) or not all(
-            isinstance(w, list) and len(w) == 2 and all(isinstance(t, str) and _hhmm(t) for t in w) for w in windows
-        ):
-            raise json_error(web.HTTPBadRequest, 'params.allowed: a list of ["HH:MM", "HH:MM"] windows')
-        for key in ("limit_kmh", "min_s", "min_speed_kmh"):
-            value = params.get(key, 0)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise json_error(web.HTTPBadRequest, f"params.{key}: a number, 0 or more")
+        wrong = rule_params.problem(params)
+        if wrong is not None:
+            raise json_error(web.HTTPBadRequest, wrong)
         out["params"] = params
     if "device_kinds" in body:
         kinds = body["device_kinds"]
@@ -187,11 +189,6 @@ def _rule_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
             raise json_error(web.HTTPBadRequest, "enabled: true or false")
         out["enabled"] = body["enabled"]
     return out
-
-
-def _hhmm(text: str) -> bool:
-    hours, _, minutes = text.partition(":")
-    return hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60 and len(minutes) == 2
 
 
 async def create_rule(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ class Run:
     ended: bool
     peak: float  # the largest value seen in the run (the speed, the alarm word)
     limit: float  # the limit of the last fix in the run (overspeed)
+    row: int  # the batch row of the fix at `at_us` (where it was seen)
 
 
 @dataclass(slots=True)
@@ -76,10 +77,10 @@ class RunTracker:
                 run.limit = float(limit[i])
                 if not run.raised and t - run.since_us >= min_us:
                     run.raised = True
-                    out.append(Run(did, run.since_us, t, False, run.peak, run.limit))
+                    out.append(Run(did, run.since_us, t, False, run.peak, run.limit, i))
             elif run is not None:
                 if run.raised:
-                    out.append(Run(did, run.since_us, t, True, run.peak, run.limit))
+                    out.append(Run(did, run.since_us, t, True, run.peak, run.limit, i))
                 del self._runs[did]
         self._advance(device_id, fix_time_us)
         return out

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 import h3.api.basic_int as h3
 import numpy as np
@@ -76,8 +77,12 @@ class GeofenceService:
         self.refresh_s = refresh_s
         self.index = ZoneIndex(resolution)
         self.consumers: list[Callable[[list[Transition]], None]] = []
+        # Each committed batch with the applicable zones each fix lies in, as parallel arrays (point index, zone
+        # id), exact and without hysteresis: what the rules over fixes need (speed zones, depots, sites).
+        self.fix_consumers: list[Callable[[PositionBatch, npt.NDArray[np.intp], npt.NDArray[np.int64]], None]] = []
         self._applies = _Applies((), (), (), ())
         self.zone_kinds: dict[int, str] = {}
+        self.zone_properties: dict[int, dict[str, Any]] = {}
         self._as_of: datetime | None = None
         self._task: asyncio.Task[None] | None = None
         self.fixes = 0  # evaluated, for metrics and the benchmark
@@ -113,6 +118,7 @@ class GeofenceService:
         await asyncio.to_thread(build)
         self.index = index
         self.zone_kinds = {z.id: z.kind for z in found}
+        self.zone_properties = {z.id: z.properties for z in found}
         self._applies = _applicability(found, assigned, below)
         self._as_of = started
         log.info("geofence: %d zones indexed", len(index))
@@ -131,17 +137,37 @@ class GeofenceService:
 
     # --- fixes ----------------------------------------------------------------------------------
 
+    def applies(
+        self,
+        zone: npt.NDArray[np.int64],
+        device: npt.NDArray[np.int64],
+        kind: npt.NDArray[np.int64],
+        unit: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.bool_]:
+        """Whether each zone applies to each device (parallel arrays; kind codes index KINDS, -1 unknown)."""
+        return self._applies.mask(zone, device, kind, unit)
+
     def committed(self, batch: PositionBatch) -> None:
-        """A committed batch (the batcher's on_commit): transitions to the consumers."""
-        if not len(self.index) or not len(batch):
+        """A committed batch (the batcher's on_commit): memberships and transitions to the consumers."""
+        if not len(batch):
             return
-        cells = batch.h3_cell if self.resolution == self._batch_resolution(batch) else None
-        point, zone = self.index.containing(batch.lat, batch.lon, cells)
+        if not len(self.index):
+            point, zone = np.empty(0, np.intp), np.empty(0, np.int64)
+        else:
+            cells = batch.h3_cell if self.resolution == self._batch_resolution(batch) else None
+            point, zone = self.index.containing(batch.lat, batch.lon, cells)
         if len(point):
             device = batch.device_id[point].astype(np.int64)
             kind, unit = self.device_info(batch.device_id[point])
             keep = self._applies.mask(zone, device, np.asarray(kind, np.int64), np.asarray(unit, np.int64))
             point, zone = point[keep], zone[keep]
+        for fix_consumer in self.fix_consumers:
+            try:
+                fix_consumer(batch, point, zone)
+            except Exception:
+                log.exception("geofence fix consumer %r failed", fix_consumer)
+        if not len(self.index):
+            return
         found = self.transitions.feed(batch.device_id, batch.fix_time, batch.accuracy_m.astype(np.float64), point, zone)
         self.fixes += len(batch)
         if found:

@@ -344,10 +344,15 @@ class MqttIngest:
 
     async def publish_message(self, uid: str, message_id: int, text: str) -> None:
         """A dispatcher's message to a phone, QoS 1: returns once the broker has it."""
+        await self.publish(phone_mqtt.message_topic_for(uid), phone_mqtt.encode_message(message_id, text))
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Publish on this connection (not retained); with QoS 1 returns once the broker has it.
+        Raises `aiomqtt.MqttError` while disconnected: the caller decides whether to try again."""
         client = self._client_now
         if client is None:
             raise aiomqtt.MqttError("not connected to the broker")
-        await client.publish(phone_mqtt.message_topic_for(uid), phone_mqtt.encode_message(message_id, text), qos=1)
+        await client.publish(topic, payload, qos=qos)
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         # Retained messages only for a subscription the resumed session does not hold already.

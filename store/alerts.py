@@ -192,3 +192,11 @@ async def acknowledge(conn: psycopg.AsyncConnection, alert_id: int, by: str, com
         (close, by, comment, close, alert_id),
     )
     return cur.rowcount > 0
+
+
+async def ongoing(conn: psycopg.AsyncConnection, kind: str) -> list[tuple[int, int, datetime]]:
+    """The alerts of a kind still going on (not late): device, rule and when each began."""
+    cur = await conn.execute(
+        "SELECT device_id, rule_id, started_at FROM alerts WHERE kind = %s AND ended_at IS NULL AND NOT late", (kind,)
+    )
+    return [(int(d), int(r), t) for d, r, t in await cur.fetchall()]

@@ -119,6 +119,20 @@ class LiveSettings:
 
 
 @dataclass(slots=True)
+class AlertsSettings:
+    """Alert changes sent to other systems, besides the dispatcher's WebSocket (see README, "Alerts to
+    other systems" and alerts/outputs.py)."""
+
+    mqtt_topic_prefix: str = "city/alerts"  # with [mqtt] enabled: <prefix>/<unit id or none>/<kind>; "": none
+    webhook_url: str = ""  # empty: no webhook
+    webhook_secret: str = ""  # set: each POST signed (X-Telematics-Signature: sha256=<HMAC-SHA256 of the body>)
+    webhook_timeout_s: float = 10.0
+    webhook_retries: int = 5  # tries after the first, the delay doubling each time
+    webhook_retry_delay_s: float = 1.0
+    queue_size: int = 10000  # changes waiting per output; past it they are dropped (counted)
+
+
+@dataclass(slots=True)
 class WebSettings:
     """The dispatcher's map page. Its basemap: `pmtiles_path`, else `tile_url`, else none (a plain background
     with a graticule: the page works with no tile server at all)."""
@@ -147,6 +161,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
     web: WebSettings = field(default_factory=WebSettings)
 
     @property
@@ -252,6 +267,21 @@ def _validate(s: Settings) -> None:
         raise ConfigError("web.zoom must be 0..22")
     if s.web.tile_url and not all(f"{{{k}}}" in s.web.tile_url for k in "zxy"):
         raise ConfigError("web.tile_url must contain {z}, {x} and {y}")
+    _validate_alerts(s.alerts)
+
+
+def _validate_alerts(a: AlertsSettings) -> None:
+    prefix = a.mqtt_topic_prefix
+    if prefix and (any(c in prefix for c in "+#\0") or prefix.startswith("$") or "" in prefix.split("/")):
+        raise ConfigError("alerts.mqtt_topic_prefix must be topic levels (no +, #, empty level or leading $), or empty")
+    if a.webhook_url and not a.webhook_url.startswith(("http://", "https://")):
+        raise ConfigError("alerts.webhook_url must be an http:// or https:// URL, or empty")
+    if a.webhook_timeout_s <= 0 or a.webhook_retry_delay_s <= 0:
+        raise ConfigError("alerts.webhook_timeout_s and alerts.webhook_retry_delay_s must be positive")
+    if not 0 <= a.webhook_retries <= 20:
+        raise ConfigError("alerts.webhook_retries must be 0..20")
+    if a.queue_size < 1:
+        raise ConfigError("alerts.queue_size must be positive")
 
 
 def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:

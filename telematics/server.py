@@ -16,6 +16,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from alerts import routes as alerts_routes
 from alerts.engine import AlertEngine
+from alerts.offline import OfflineWatcher
+from alerts.outputs import AlertOutputs
 from geofence.service import GeofenceService
 from geofence.transitions import Transition
 from ingest.batcher import Batcher
@@ -132,6 +134,8 @@ class Server:
         self.hub: LiveHub | None = None
         self.geofence: GeofenceService | None = None
         self.alerts: AlertEngine | None = None
+        self.offline: OfflineWatcher | None = None
+        self.alert_outputs: AlertOutputs | None = None
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -174,11 +178,12 @@ class Server:
         self.geofence = GeofenceService(self.pool, state.device_info, resolution=s.database.h3_resolution)
         self.geofence.consumers.append(self._count_transitions)
         await self.geofence.start()
-        geofence = self.geofence
-        self.alerts = AlertEngine(self.pool, lambda zone: geofence.zone_kinds.get(zone), state.device_info)
+        self.alerts = AlertEngine(self.pool, self.geofence, state.device_info)
         await self.alerts.start()
+        if self.worker == 0:  # silence is judged once, over every worker's devices
+            self.offline = self.alerts.watch_offline(state)
         self.geofence.consumers.append(self.alerts.transitions)
-        self.batcher.on_commit.append(self.alerts.committed)
+        self.geofence.fix_consumers.append(self.alerts.committed)
         self.batcher.on_commit.append(self.geofence.committed)
         self.downlink = Downlink(self.pool)
         await self.downlink.start(dsn)
@@ -250,6 +255,23 @@ class Server:
         app[LIVE] = self.hub
         app[alerts_routes.POOL] = self.pool
         self.alerts.listeners.append(self.hub.alert)
+        # Every worker sends what its own engine raises and its own API acknowledges: MQTT on its connection.
+        a = s.alerts
+        self.alert_outputs = AlertOutputs(
+            self.counters.inc,
+            publish=self.mqtt.publish if self.mqtt is not None else None,
+            topic_prefix=a.mqtt_topic_prefix,
+            webhook_url=a.webhook_url,
+            webhook_secret=a.webhook_secret,
+            webhook_timeout_s=a.webhook_timeout_s,
+            webhook_retries=a.webhook_retries,
+            webhook_retry_delay_s=a.webhook_retry_delay_s,
+            queue_size=a.queue_size,
+        )
+        await self.alert_outputs.start()
+        self.alerts.listeners.append(self.alert_outputs.changed)
+        acknowledged: list[alerts_routes.Listener] = [self.hub.alert, self.alert_outputs.acknowledged]
+        app[alerts_routes.ACK_LISTENERS] = acknowledged
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.api.host, s.api.port, reuse_address=True, reuse_port=self.reuse_port or None)
@@ -319,6 +341,8 @@ class Server:
             await self.hub.close()
         for listener in self.listeners:
             await listener.close()
+        if self.alert_outputs is not None:
+            await self.alert_outputs.close()  # before the MQTT connection it publishes on
         if self.mqtt is not None:
             await self.mqtt.close()
         for http_listener in self.http_listeners:

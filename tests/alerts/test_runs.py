@@ -22,8 +22,8 @@ def test_a_run_over_the_limit_is_raised_after_min_s_and_ended_under_it() -> None
     tr = RunTracker()
     assert _feed(tr, [(1, s, 50) for s in range(0, 30, 10)]) == []
     got = _feed(tr, [(1, 30 + s, 75 + s / 10) for s in range(0, 40, 10)])  # 30 s .. 60 s over the limit
-    assert got == [Run(1, T0 + 30 * S, T0 + 50 * S, False, 77.0, 60.0)]
-    assert _feed(tr, [(1, 70, 59)]) == [Run(1, T0 + 30 * S, T0 + 70 * S, True, 78.0, 60.0)]
+    assert got == [Run(1, T0 + 30 * S, T0 + 50 * S, False, 77.0, 60.0, 2)]  # row 2 of that batch: where
+    assert _feed(tr, [(1, 70, 59)]) == [Run(1, T0 + 30 * S, T0 + 70 * S, True, 78.0, 60.0, 0)]
 
 
 def test_a_short_burst_and_noise_raise_nothing() -> None:
