@@ -388,6 +388,21 @@ SCHEMAS["Alert"] = {
     },
 }
 
+PATHS["/api/audit"] = {
+    "get": _op(
+        "the audit log of replays, queries and exports, newest first (admin; entries of callers in its units)",
+        _json({"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object"}}}}),
+        parameters=[
+            _q("since", _T),
+            _q("until", _T),
+            _q("user"),
+            _q("action", description="an action, or a prefix such as export"),
+            _q("limit", {"type": "integer"}),
+            _q("offset", {"type": "integer"}),
+        ],
+    )
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "City fleet telematics API", "version": "1"},

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from access import audit
 from alerts import routes as alerts_routes
 from alerts.engine import AlertEngine
 from alerts.offline import OfflineWatcher
@@ -244,6 +245,7 @@ class Server:
             self.pool,
             tracking_routes.routes()
             + alerts_routes.routes()
+            + audit.routes()
             + self.metrics.routes()
             + web_routes.routes(s.web)
             + openapi.routes(),
@@ -254,6 +256,7 @@ class Server:
         await self.hub.start(dsn)
         app[LIVE] = self.hub
         app[alerts_routes.POOL] = self.pool
+        app[audit.POOL] = self.pool
         self.alerts.listeners.append(self.hub.alert)
         # Every worker sends what its own engine raises and its own API acknowledges: MQTT on its connection.
         a = s.alerts
