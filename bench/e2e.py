@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,12 +143,13 @@ async def stored_keys(dsn: str, index: dict[str, int]) -> np.ndarray:
     return np.array([(index[uid] << 32) | t for uid, t in rows], dtype=np.int64)
 
 
-async def register(dsn: str, plan: list[tuple[str, str]]) -> list[int]:
-    """Devices for the fleet's terminals; their ids (in plan order)."""
+async def register(dsn: str, plan: list[tuple[str, str]], device_kinds: Sequence[str] = ("other",)) -> list[int]:
+    """Devices for the fleet's terminals, of the device kinds in turn; their ids (in plan order)."""
     records = [
-        DeviceRecord(uid=uid, kind="other", name=f"bench {uid}", protocol=fleet_mod.KIND_IDS[kind][0])
-        for kind, uid in plan
-    ]
+        DeviceRecord(uid=uid, kind=device_kinds[i % len(device_kinds)], name=f"bench {uid}",
+                     protocol=fleet_mod.KIND_IDS[kind][0])
+        for i, (kind, uid) in enumerate(plan)
+    ]  # fmt: skip
     conn = await db.connect(dsn)
     try:
         async with conn.transaction():
@@ -209,17 +211,24 @@ def zone_json(shape: Any) -> dict[str, Any]:
     raise TypeError(shape)
 
 
+# Zone kinds in turn, so that every rule over zones and fixes has work: speed zones lower the limit.
+ZONE_KINDS = ("forbidden", "generic", "speed_zone", "depot", "construction_site", "disposal_site", "muck_route",
+              "sanitation_route", "duty_grid")  # fmt: skip
+
+
 async def add_zones(dsn: str, count: int, seed: int = 7) -> None:
-    """`count` zones of every shape, 100 m to 3 km, over the fleet's city; none assigned: they apply to all."""
+    """`count` zones of every shape and kind, 100 m to 3 km, over the fleet's city; none assigned: they apply to
+    all."""
     rng = np.random.default_rng(seed)
     conn = await db.connect(dsn, autocommit=True)
     try:
         async with conn.transaction():
             for i in range(count):
-                kind = "forbidden" if i % 2 else "generic"
+                kind = ZONE_KINDS[i % len(ZONE_KINDS)]
                 shape = zone_json(geofence_bench.random_zone(rng))
+                properties = {"speed_limit_kmh": 30} if kind == "speed_zone" else {}
                 await zones.create(
-                    conn, code=f"z{i}", name=f"zone {i}", kind=kind, shape=shape, properties={}, unit_id=None
+                    conn, code=f"z{i}", name=f"zone {i}", kind=kind, shape=shape, properties=properties, unit_id=None
                 )
     finally:
         await conn.close()
@@ -415,7 +424,7 @@ async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         plan = fleet_mod.fleet_plan(args.terminals, fleet_mod.parse_mix(args.mix))
-        device_ids = await register(dsn, plan)
+        device_ids = await register(dsn, plan, args.device_kinds.split(","))
         log(f"registered {len(plan)} devices")
         if args.zones:
             await add_zones(dsn, args.zones)
@@ -491,6 +500,11 @@ def main() -> None:
     p.add_argument("--writers", type=int, default=0, help="server's ingest.writers (0: its default)")
     p.add_argument("--zones", type=int, default=0, help="zones for geofencing to evaluate every fix against")
     p.add_argument(
+        "--device-kinds",
+        default="other",
+        help="device kinds in turn (the standing alert rules apply to muck,sanitation,enforcement; not to other)",
+    )
+    p.add_argument(
         "--connects-per-ip",
         type=int,
         default=1_000_000,
@@ -526,6 +540,7 @@ def main() -> None:
         "duration_s": args.duration,
         "batch_rows": args.batch_rows,
         "zones": args.zones,
+        "device_kinds": args.device_kinds,
         **result,
     }
     print(json.dumps(result))
