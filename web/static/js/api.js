@@ -97,6 +97,19 @@ export class Api {
   messages(limit = 20) {
     return this.request("GET", "/api/messages", { query: { limit } });
   }
+  device(id) {
+    return this.request("GET", `/api/devices/${id}`);
+  }
+  // Stored positions are WGS-84 whatever the basemap's system.
+  latest(uid) {
+    return this.request("GET", `/api/devices/${encodeURIComponent(uid)}/latest`);
+  }
+  alerts(query) {
+    return this.request("GET", "/api/alerts", { query });
+  }
+  ackAlert(id, comment, close) {
+    return this.request("POST", `/api/alerts/${id}/ack`, { body: { comment, close } });
+  }
 
   liveSocketUrl() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";

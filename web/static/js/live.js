@@ -1,10 +1,11 @@
 // The live WebSocket: subscribes with the current view, reconnects by itself (with backoff), and hands
-// snapshots, deltas, counts and message states to the page.
+// snapshots, deltas, counts, message states and alerts to the page.
 
 const MAX_BACKOFF_S = 30;
 
 export class LiveSocket {
-  // handlers: {snapshot(msg), delta(msg), counts(msg), message(msg), state(connecting|open|closed|stopped), failing()}
+  // handlers: {snapshot(msg), delta(msg), counts(msg), message(msg), alert(msg), state(connecting|open|closed|stopped),
+  // failing()}
   constructor(api, handlers) {
     this.api = api;
     this.handlers = handlers;

@@ -1,7 +1,9 @@
-// The dispatcher's live map: boots the map from /map-config.json, logs in, then keeps the fleet, the counts and
-// the messages current over the live socket.
+// The dispatcher's live map: boots the map from /map-config.json, logs in, then keeps the fleet, the counts, the
+// messages and the alerts current over the live socket.
 
 import * as maplibregl from "maplibre-gl";
+import { AlertLayer } from "./alertlayer.js";
+import { AlertList } from "./alerts.js";
 import { Api } from "./api.js";
 import { buildStyle, followGraticule } from "./basemap.js";
 import { DrawTool } from "./draw.js";
@@ -95,6 +97,22 @@ async function boot() {
   });
   const nameOf = (id) => fleet.get(id)?.name ?? selection.devices.find((d) => d.id === id)?.name ?? null;
   const messages = new MessageList(api, { nameOf });
+  const alertLayer = new AlertLayer(map, api, {
+    deviceOf: (id) => fleet.get(id),
+    onPick: (id) => alerts.focus(id),
+    drawing: () => draw.mode !== null,
+  });
+  const alerts = new AlertList(api, {
+    deviceOf: (id) => fleet.get(id),
+    canAck: () => ["admin", "dispatcher"].includes(api.user?.role),
+    onChange: (open) => alertLayer.setAlerts(open),
+    onFocus: (a) =>
+      alertLayer
+        .focus(a)
+        .then((placed) => placed || notice(`${a.uid}：告警与设备均无位置 (no position)`))
+        .catch((e) => notice(`定位失败：${e.message}`)),
+    onNotice: notice,
+  });
   const selection = new SelectionPanel(api, {
     onSent: (m) => messages.sent(m),
     onClear: () => {
@@ -154,15 +172,19 @@ async function boot() {
   const live = new LiveSocket(api, {
     snapshot: (m) => {
       fleet.replace(m.devices);
+      alertLayer.devicesMoved();
       refreshStatuses();
     },
     delta: (m) => {
       fleet.update(m.devices);
+      alertLayer.devicesMoved();
       refreshStatuses();
     },
     counts: (m) => panel.setCounts(m),
     message: (m) => messages.upsert(m.message),
+    alert: (m) => alerts.upsert(m.alert),
     state: (state) => {
+      if (state === "open" && alerts.active) alerts.load().catch((e) => console.warn("alerts", e)); // missed while away
       const box = $("ws-status");
       box.dataset.state = state;
       box.textContent = { open: "实时已连接", connecting: "连接中…", closed: "已断开，重连中…", stopped: "未连接" }[state];
@@ -211,7 +233,7 @@ async function boot() {
     if (!config.center) await fitFleet().catch((e) => console.warn("fit fleet", e));
     subscribeView();
     live.start();
-    const loads = await Promise.allSettled([panel.load(), messages.load()]);
+    const loads = await Promise.allSettled([panel.load(), messages.load(), alerts.load()]);
     const failed = loads.find((r) => r.status === "rejected");
     if (failed) notice(`加载失败：${failed.reason.message}`);
   }
@@ -223,6 +245,7 @@ async function boot() {
     select([]);
     fleet.replace([]);
     messages.clear();
+    alerts.clear();
     $("user-name").textContent = "";
     beginSession().catch((e) => notice(`登录后加载失败：${e.message}`));
   }
