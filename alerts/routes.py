@@ -14,7 +14,7 @@ from access.errors import json_error, json_object
 from access.principal import Principal, principal
 from alerts import params as rule_params
 from alerts.engine import RULE_KINDS
-from store import alerts
+from store import alerts, users
 from store.alerts import Alert, Rule
 from store.devices import KINDS
 
@@ -94,7 +94,11 @@ async def list_alerts(request: web.Request) -> web.Response:
     if state is not None and state not in STATES:
         raise json_error(web.HTTPBadRequest, f"state: one of {', '.join(STATES)}")
     units, unitless = _scope(who)
+    unit = _int(q.get("unit"), "unit")
     async with request.app[POOL].connection() as conn:
+        if unit is not None:  # one unit and those below it, within what the caller sees
+            asked = set(await users.unit_subtree(conn, unit))
+            units, unitless = sorted(asked if units is None else asked & set(units)), False
         found = await alerts.search(
             conn,
             unit_ids=units,

@@ -344,6 +344,7 @@ PATHS.update(
                     _q("kind"),
                     _q("rule", {"type": "integer"}),
                     _q("device", {"type": "integer"}),
+                    _q("unit", {"type": "integer"}, "a unit and those below it"),
                     _q("state", {"enum": ["raised", "acknowledged", "closed"]}),
                     _q("limit", {"type": "integer"}),
                 ],

@@ -12,6 +12,8 @@ from typing import Any
 import aiohttp
 import psycopg
 
+from store import devices, users
+from store.devices import OrgUnitRecord
 from telematics.server import Server
 from tests.conftest import API_TOKEN
 from tests.terminal import Terminal, registered_terminal
@@ -210,3 +212,26 @@ async def test_muck_truck_driving_outside_its_permitted_night_hours(
     bad_rule = {"name": "x", "kind": "forbidden_hours", "params": {"allowed": [["25:00", "06:00"]]}}
     assert (await _api(server, "POST", "/api/rules", bad_rule))[0] == 400
     await t.close()
+
+
+async def test_alerts_of_one_unit_and_those_below_it(server: Server, db: psycopg.AsyncConnection) -> None:
+    tag = secrets.token_hex(3)
+    units = [OrgUnitRecord(f"u-{tag}", "City"), OrgUnitRecord(f"d-{tag}", "District", f"u-{tag}"),
+             OrgUnitRecord(f"o-{tag}", "Other", f"u-{tag}")]  # fmt: skip
+    await devices.upsert_units(db, units)
+    city, district, other = [await users.unit_by_code(db, f"{c}-{tag}") for c in ("u", "d", "o")]
+    assert city is not None and district is not None and other is not None
+    t, device_id = await _truck(server, db, kind="enforcement")
+    status, _ = await _api(server, "PATCH", f"/api/devices/{device_id}", {"unit": district.id})
+    assert status == 200
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    await _drive_alarm(t, start)
+    assert [a["device"] for a in await _alerts(server, device_id, 1, unit=str(city.id))] == [device_id]
+    assert await _alerts(server, device_id, 0, unit=str(other.id)) == []
+    await t.close()
+
+
+async def _drive_alarm(t: Terminal, start: datetime) -> None:
+    for i, alarm in enumerate([1, 1, 0]):
+        serial = await t.report(start + timedelta(seconds=10 * i), 22.72, 114.42, alarm=alarm)
+        assert (await t.general_response())[0] == serial
