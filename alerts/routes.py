@@ -12,7 +12,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from access.errors import json_error, json_object
 from access.principal import Principal, principal
+from alerts import coverage_rule
 from alerts import params as rule_params
+from alerts.coverage_rule import COVERAGE
 from alerts.engine import RULE_KINDS
 from store import alerts, users
 from store.alerts import Alert, Rule
@@ -195,9 +197,19 @@ def _rule_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     return out
 
 
+def _check_coverage(params: dict[str, Any]) -> None:
+    """A coverage rule's params as its job reads them: shifts required, and the rule's own checks."""
+    try:
+        coverage_rule.parse(params)
+    except ValueError as e:
+        raise json_error(web.HTTPBadRequest, str(e)) from None
+
+
 async def create_rule(request: web.Request) -> web.Response:
     principal(request).require("admin")
     fields = _rule_fields(await json_object(request), creating=True)
+    if fields["kind"] == COVERAGE:
+        _check_coverage(fields.get("params", {}))
     async with request.app[POOL].connection() as conn:
         rule_id = await alerts.create_rule(
             conn,
@@ -222,6 +234,9 @@ async def change_rule(request: web.Request) -> web.Response:
     if not fields:
         raise json_error(web.HTTPBadRequest, "nothing to change")
     async with request.app[POOL].connection() as conn:
+        stored = [r for r in await alerts.rules(conn) if r.id == rule_id]
+        if stored and fields.get("kind", stored[0].kind) == COVERAGE and ("kind" in fields or "params" in fields):
+            _check_coverage(fields.get("params", stored[0].params))
         if not await alerts.update_rule(conn, rule_id, fields):
             raise json_error(web.HTTPNotFound, f"no rule {rule_id}")
         found = [r for r in await alerts.rules(conn) if r.id == rule_id]
