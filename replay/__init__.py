@@ -1,0 +1,1 @@
+"""Track replay: cleaning, simplification, trips, stops and mileage, exports, and their HTTP routes."""
