@@ -15,6 +15,7 @@ is JSON, a msgpack map header (0x80-0x8f, 0xde, 0xdf) is msgpack; anything else 
 | `city/<device>/event` | our phone app | `checkin`, `checkout` | Position with `extras.event` |
 | `city/<device>/event` | our phone app | `ack` with `id` (message seen) | CommandReply (`reply_serial`: id) |
 | `city/<device>/message` | the server, to the phone | `message` with `id`, `text` | (`encode_message`) |
+| `city/<device>/message` | the server, to the phone | `attendance` (a verdict) | (`encode_attendance_answer`) |
 
 The server subscribes to the filters in `SUBSCRIPTIONS` (QoS 1 recommended):
 `owntracks/+/+`, `owntracks/+/+/event`, `city/+/location`, `city/+/event`.
@@ -33,7 +34,9 @@ The server subscribes to the filters in `SUBSCRIPTIONS` (QoS 1 recommended):
 - Check-in/out (`city/<device>/event`, an inspector starting or ending a shift): the location
   fields above plus `_type` `checkin` or `checkout`, optional `post` (duty post id) and `note`
   (text). A check-in must carry a position (attendance checks where it happened); `mock: true`
-  is recorded in `extras.mock`, not judged here.
+  is recorded in `extras.mock`, not judged here. The server answers each on the message topic:
+  `{"_type": "attendance", "event": "checkin", "tst": <the event's tst>, "accepted": false,
+  "reason": "outside_grid"}` (`reason` null when accepted).
 - Other `_type`s: `lwt` means the phone dropped off the broker (Logout); `status` is the app
   answering a status request (Heartbeat); `transition`, `waypoint(s)`, `card`, `cmd`, `steps`,
   `encrypted`, `beacon`, `request`, `configuration` ... are well-formed but not ours to use
@@ -145,6 +148,17 @@ def encode_message(message_id: int, text: str, *, fmt: str = "json") -> bytes:
     """A dispatcher's message to a phone; the app answers on its event topic with
     `{"_type": "ack", "id": <message_id>}` once the inspector has seen it."""
     return _dump({"_type": "message", "id": message_id, "text": text}, fmt)
+
+
+def encode_attendance_answer(
+    event: str, time: datetime, accepted: bool, reason: str | None, *, fmt: str = "json"
+) -> bytes:
+    """The server's answer to a check-in or check-out (`event`) made at `time`, for `message_topic_for`."""
+    if event not in EVENTS:
+        raise ProtocolError(f"not an attendance event: {event!r}")
+    return _dump(
+        {"_type": "attendance", "event": event, "tst": _unix(time), "accepted": accepted, "reason": reason}, fmt
+    )
 
 
 def encode_location(position: Position, *, fmt: str = "json") -> bytes:

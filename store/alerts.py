@@ -107,7 +107,8 @@ async def update_rule(conn: psycopg.AsyncConnection, rule_id: int, changes: dict
 
 
 async def raise_alerts(conn: psycopg.AsyncConnection, new: Sequence[NewAlert]) -> list[int]:
-    """Insert alerts, skipping one whose device, rule and zone already have an alert going on; their ids."""
+    """Insert alerts, skipping one whose device, rule, zone and kind already have an alert going on (a rule
+    may raise alerts of several kinds that overlap in time); their ids."""
     ids = []
     async with conn.transaction():
         for a in new:
@@ -115,10 +116,10 @@ async def raise_alerts(conn: psycopg.AsyncConnection, new: Sequence[NewAlert]) -
                 "INSERT INTO alerts (started_at, device_id, rule_id, zone_id, kind, severity, late, evidence)"
                 " SELECT %s, %s, %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM alerts"
                 " WHERE device_id = %s AND rule_id = %s AND zone_id IS NOT DISTINCT FROM %s AND ended_at IS NULL"
-                " AND late = %s) RETURNING id",
+                " AND late = %s AND kind = %s) RETURNING id",
                 (
                     a.started_at, a.device_id, a.rule_id, a.zone_id, a.kind, a.severity, a.late, Jsonb(a.evidence),
-                    a.device_id, a.rule_id, a.zone_id, a.late,
+                    a.device_id, a.rule_id, a.zone_id, a.late, a.kind,
                 ),
             )  # fmt: skip
             row = await cur.fetchone()
@@ -128,13 +129,19 @@ async def raise_alerts(conn: psycopg.AsyncConnection, new: Sequence[NewAlert]) -
 
 
 async def end_alerts(
-    conn: psycopg.AsyncConnection, device_id: int, rule_id: int, zone_id: int | None, ended_at: datetime, late: bool
+    conn: psycopg.AsyncConnection,
+    device_id: int,
+    rule_id: int,
+    zone_id: int | None,
+    ended_at: datetime,
+    late: bool,
+    kind: str | None = None,
 ) -> list[int]:
-    """The condition is over: the going-on alerts of this device, rule and zone get their end time."""
+    """The condition is over: the going-on alerts of this device, rule and zone (and kind) get their end time."""
     cur = await conn.execute(
         "UPDATE alerts SET ended_at = %s WHERE device_id = %s AND rule_id = %s AND zone_id IS NOT DISTINCT FROM %s"
-        " AND ended_at IS NULL AND late = %s AND started_at <= %s RETURNING id",
-        (ended_at, device_id, rule_id, zone_id, late, ended_at),
+        " AND ended_at IS NULL AND late = %s AND started_at <= %s AND (%s::text IS NULL OR kind = %s) RETURNING id",
+        (ended_at, device_id, rule_id, zone_id, late, ended_at, kind, kind),
     )
     return [int(r[0]) for r in await cur.fetchall()]
 
@@ -200,3 +207,15 @@ async def ongoing(conn: psycopg.AsyncConnection, kind: str) -> list[tuple[int, i
         "SELECT device_id, rule_id, started_at FROM alerts WHERE kind = %s AND ended_at IS NULL AND NOT late", (kind,)
     )
     return [(int(d), int(r), t) for d, r, t in await cur.fetchall()]
+
+
+async def of_rules(
+    conn: psycopg.AsyncConnection, rule_ids: Sequence[int], since: datetime, until: datetime
+) -> list[Alert]:
+    """The alerts of these rules that began from `since` to `until` (both included), by start."""
+    cur = await conn.execute(
+        f"SELECT {_ALERT} WHERE a.rule_id = ANY(%s) AND a.started_at BETWEEN %s AND %s"  # type: ignore[arg-type]
+        " ORDER BY a.started_at, a.id",
+        (list(rule_ids), since, until),
+    )
+    return [Alert(*row) for row in await cur.fetchall()]

@@ -39,7 +39,7 @@ class CsvImportError(ValueError):
         super().__init__("\n".join(str(e) for e in errors))
 
 
-def _rows(text: str, allowed: tuple[str, ...], required: str, parse: Callable[[dict[str, str], int], T]) -> list[T]:
+def read_rows(text: str, allowed: tuple[str, ...], required: str, parse: Callable[[dict[str, str], int], T]) -> list[T]:
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip() for h in reader.fieldnames or []]
     if required not in header:
@@ -99,7 +99,7 @@ def parse_devices(text: str, known_units: Collection[str]) -> list[DeviceRecord]
             enabled=enabled_text in _TRUE,
         )
 
-    return _rows(text, DEVICE_COLUMNS, "uid", parse)
+    return read_rows(text, DEVICE_COLUMNS, "uid", parse)
 
 
 def parse_units(text: str, known_units: Collection[str]) -> list[OrgUnitRecord]:
@@ -123,4 +123,4 @@ def parse_units(text: str, known_units: Collection[str]) -> list[OrgUnitRecord]:
         seen[code] = line
         return OrgUnitRecord(code=code, name=name, parent=parent)
 
-    return _rows(text, UNIT_COLUMNS, "code", parse)
+    return read_rows(text, UNIT_COLUMNS, "code", parse)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from aiohttp import web
 
 from access.errors import json_error, json_object
@@ -202,9 +203,14 @@ async def delete_zone(request: web.Request) -> web.Response:
     who.require("admin")
     zone_id = _zone_id(request)
     await _visible(request, who, zone_id)
-    async with request.app[LIVE].pool.connection() as conn:
-        if not await zones.delete(conn, zone_id):
-            raise json_error(web.HTTPNotFound, f"no zone {zone_id}")
+    try:
+        async with request.app[LIVE].pool.connection() as conn:
+            if not await zones.delete(conn, zone_id):
+                raise json_error(web.HTTPNotFound, f"no zone {zone_id}")
+    except psycopg.errors.ForeignKeyViolation:  # a duty grid that shifts are planned on
+        raise json_error(
+            web.HTTPConflict, f"zone {zone_id} is in use (shifts are planned on it); change them first"
+        ) from None
     return web.Response(status=204)
 
 

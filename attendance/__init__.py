@@ -1,0 +1,1 @@
+"""Attendance: who is on duty where and when (staff, weekly shifts in duty grids, changes, holidays, leave)."""
