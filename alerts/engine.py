@@ -11,7 +11,9 @@ the unit (with the units below it) it names, or to all. Kinds:
   depots), `working_speed` (a sweeper on its route too fast to sweep) and `dumping` (a muck
   truck tipping, unloading (`unloading.py`) or standing outside construction and disposal sites);
 - over time without fixes: `offline` while on shift (`offline.py`);
-- over a whole shift: `coverage` of a route or patrol area (`coverage_job.py`).
+- over a whole shift: `coverage` of a route or patrol area (`coverage_job.py`);
+- over a person's shift on a duty grid: `attendance` (late, absent, early leave, off post, ...:
+  `attendance/job.py`).
 
 Transitions marked late (a backfill) raise alerts marked late: recorded for the audit, shown as
 such, never as something happening now; the rules over fixes pass late fixes by. Work is queued by
@@ -53,7 +55,7 @@ _End = tuple[int, int, int | None, datetime, bool]  # device, rule, zone, end ti
 _Change = NewAlert | _End
 # What starts and what ends each zone rule: (zone kind, raised on entering?)
 ZONE_RULES = {"forbidden_zone": ("forbidden", True), "off_route": ("muck_route", False)}
-RULE_KINDS = (*ZONE_RULES, *RUN_RULES, "offline", "coverage")
+RULE_KINDS = (*ZONE_RULES, *RUN_RULES, "offline", "coverage", "attendance")
 _Rows = npt.NDArray[np.intp]
 _Ids = npt.NDArray[np.int64]
 

@@ -12,7 +12,10 @@ from typing import Any
 from alerts import windows
 from store.zones import KINDS as ZONE_KINDS
 
-_NUMBERS = ("limit_kmh", "min_s", "min_speed_kmh", "max_speed_kmh", "max_s", "max_age_s", "stop_min_s", "grace_s")
+_NUMBERS = (
+    "limit_kmh", "min_s", "min_speed_kmh", "max_speed_kmh", "max_s", "max_age_s", "stop_min_s", "grace_s", "max_gap_s",
+    "tolerance_m", "off_post_min", "stationary_min", "stationary_radius_m", "offline_min", "max_walk_kmh",
+)  # fmt: skip
 _WINDOWS = ("allowed", "shifts")
 _ZONE_KIND_LISTS = ("except_zone_kinds", "site_kinds")
 

@@ -48,6 +48,7 @@ What can still be lost, and when:
 Counters: `mqtt.messages`, `mqtt.bad_messages` (and `mqtt.bad_messages.<reason>`),
 `mqtt.unknown_devices`, `mqtt.disabled_devices`, `mqtt.logouts`, `mqtt.heartbeats`,
 `mqtt.unsupported`, `mqtt.refused`, `mqtt.lookup_errors`, `mqtt.internal_errors`,
+`mqtt.fake_checkins` (check-ins/outs from a mock location or an impossible move: acked, not stored),
 `mqtt.connections`, `mqtt.disconnects` (one per outage), `mqtt.connect_failures` (attempts during
 an outage); positions are counted by `ReportSink` as `ingest.positions.mqtt`.
 """
@@ -60,7 +61,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -82,6 +83,8 @@ from tracking.registry import Registry
 log = logging.getLogger("telematics.mqtt")
 
 _REASON_SLUG = re.compile(r"[^a-z0-9]+")
+# Judges a phone's check-in or check-out (attendance.phone_events): True when it is to be stored as a fix.
+Attendance = Callable[[Device, Position], Awaitable[bool]]
 
 
 class _Connection:
@@ -200,6 +203,7 @@ class MqttIngest:
         self._conn: _Connection | None = None
         self._client_now: aiomqtt.Client | None = None  # while connected: publishes to phones go through it
         self.downlink: Downlink | None = None  # hears phones' acks of dispatcher messages
+        self.attendance: Attendance | None = None  # judges check-ins/outs; None: stored as they come
         self._task: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
 
@@ -443,6 +447,10 @@ class MqttIngest:
                     counters.inc("mqtt.message_acks")
                     if self.downlink is not None:
                         self.downlink.seen(device.id, reply.reply_serial)
+                if positions and self.attendance is not None and positions[0].extras.get("event") in phone_mqtt.EVENTS:
+                    positions = [p for p in positions if await self.attendance(device, p)]
+                    if not positions:
+                        counters.inc("mqtt.fake_checkins")
                 if positions and self.reports.submit(device, positions, received, peer=peer):
                     return  # acked by ReportSink's callback after the commit
         received.settle()

@@ -15,6 +15,7 @@ from typing import Any
 
 from access import passwords, tokens
 from access.accounts import AccountError, check_name
+from attendance import csv_import as attendance_import
 from geofence import crs
 from store import db, devices, users, zones
 from store.cluster import ClusterError
@@ -143,6 +144,8 @@ async def _import(settings: config.Settings, what: str, path: Path, crs_name: st
         try:
             if what == "zones":
                 n = await zones.upsert_by_code(conn, parse_zones(text, known, crs_name))
+            elif what in attendance_import.KINDS:
+                n = await attendance_import.load(conn, what, text, known, settings.attendance.zone())
             elif what == "devices":
                 records = parse_devices(text, known)
                 async with conn.transaction():
@@ -280,9 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--topic", default="", help="MQTT topic the payloads were published on (mqtt)")
     dec.add_argument("messages", nargs="*", help="messages as hex (text protocols also as text)")
     imp = sub.add_parser(
-        "import", help="import organisation units or devices from CSV, zones from GeoJSON (all or none)"
+        "import",
+        help="import organisation units, devices, staff or shift patterns from CSV, zones from GeoJSON (all or none)",
     )
-    imp.add_argument("what", choices=["devices", "units", "zones"])
+    imp.add_argument("what", choices=["devices", "units", "zones", *attendance_import.KINDS])
     imp.add_argument("file", type=Path)
     imp.add_argument(
         "--crs", choices=crs.NAMES, default="wgs84", help="coordinate system of a zones file (default wgs84)"

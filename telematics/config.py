@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 @dataclass(slots=True)
@@ -146,6 +147,16 @@ class WebSettings:
 
 
 @dataclass(slots=True)
+class AttendanceSettings:
+    """Shifts of inspectors and officers: their days and times are local to one time zone."""
+
+    timezone: str = "Asia/Shanghai"  # an IANA zone name
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(slots=True)
 class Settings:
     state_dir: str = "var"
     log_level: str = "INFO"
@@ -163,6 +174,7 @@ class Settings:
     live: LiveSettings = field(default_factory=LiveSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
 
     @property
     def state_path(self) -> Path:
@@ -268,6 +280,10 @@ def _validate(s: Settings) -> None:
     if s.web.tile_url and not all(f"{{{k}}}" in s.web.tile_url for k in "zxy"):
         raise ConfigError("web.tile_url must contain {z}, {x} and {y}")
     _validate_alerts(s.alerts)
+    try:
+        s.attendance.zone()
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"attendance.timezone: no time zone {s.attendance.timezone!r} (e.g. Asia/Shanghai)") from None
 
 
 def _validate_alerts(a: AlertsSettings) -> None:

@@ -15,10 +15,16 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from access import audit
+from alerts import coverage_routes
 from alerts import routes as alerts_routes
+from alerts.coverage_job import CoverageJob
 from alerts.engine import AlertEngine
 from alerts.offline import OfflineWatcher
 from alerts.outputs import AlertOutputs
+from attendance import admin_routes as attendance_admin
+from attendance import report_routes as attendance_reports
+from attendance.job import AttendanceJob
+from attendance.phone_events import CheckinDesk
 from geofence.service import GeofenceService
 from geofence.transitions import Transition
 from ingest.batcher import Batcher
@@ -33,6 +39,8 @@ from ingest.ratelimit import ConnectLimiter
 from ingest.reports import ReportSink
 from ingest.terminal import ListenerContext, TcpListener, TerminalConnection
 from protocols import gt06, h02, jt808, nmea, phone_mqtt
+from replay import query_routes
+from replay import routes as replay_routes
 from store import db, messages, positions
 from store.cluster import Cluster
 from store.migrate import migrate
@@ -136,6 +144,8 @@ class Server:
         self.geofence: GeofenceService | None = None
         self.alerts: AlertEngine | None = None
         self.offline: OfflineWatcher | None = None
+        self.coverage: CoverageJob | None = None
+        self.attendance: AttendanceJob | None = None
         self.alert_outputs: AlertOutputs | None = None
         self.runner: web.AppRunner | None = None
         self.ports: dict[str, int] = {}
@@ -183,6 +193,12 @@ class Server:
         await self.alerts.start()
         if self.worker == 0:  # silence is judged once, over every worker's devices
             self.offline = self.alerts.watch_offline(state)
+        if self.worker == 0:  # each shift's coverage is computed once, from the stored fixes
+            self.coverage = CoverageJob(self.pool, self.geofence, self.alerts.listeners)
+            self._tasks.append(asyncio.create_task(self.coverage.run_forever(), name="coverage"))
+        if self.worker == 0:  # attendance alerts are judged in one process, over every worker's phones
+            self.attendance = AttendanceJob(self.pool, s.attendance.zone(), self.alerts.listeners)
+            self._tasks.append(asyncio.create_task(self.attendance.run(), name="attendance"))
         self.geofence.consumers.append(self.alerts.transitions)
         self.geofence.fix_consumers.append(self.alerts.committed)
         self.batcher.on_commit.append(self.geofence.committed)
@@ -236,6 +252,7 @@ class Server:
                 reconnect_max_s=float(s.mqtt.reconnect_max_s),
             )
             self.mqtt.downlink = self.downlink
+            self.mqtt.attendance = CheckinDesk(self.pool, s.attendance.zone(), self.mqtt.publish)
             if self.worker == 0:  # messages to phones go out once
                 self.downlink.publish_phone = self.mqtt.publish_message
             self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
@@ -245,7 +262,12 @@ class Server:
             self.pool,
             tracking_routes.routes()
             + alerts_routes.routes()
+            + coverage_routes.routes()
             + audit.routes()
+            + attendance_admin.routes()
+            + attendance_reports.routes()
+            + query_routes.routes()
+            + replay_routes.routes()
             + self.metrics.routes()
             + web_routes.routes(s.web)
             + openapi.routes(),
@@ -257,6 +279,10 @@ class Server:
         app[LIVE] = self.hub
         app[alerts_routes.POOL] = self.pool
         app[audit.POOL] = self.pool
+        app[attendance_admin.ATTENDANCE] = attendance_admin.Attendance(self.pool, s.attendance.zone())
+        app[query_routes.POOL] = self.pool
+        app[query_routes.RESOLUTION] = s.database.h3_resolution
+        app[replay_routes.POOL] = self.pool
         self.alerts.listeners.append(self.hub.alert)
         # Every worker sends what its own engine raises and its own API acknowledges: MQTT on its connection.
         a = s.alerts

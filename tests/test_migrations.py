@@ -47,7 +47,7 @@ async def test_fresh_then_again(empty_db: str) -> None:
         assert await _snapshot(conn) == before  # no change, not even the applied_at times
 
         cur = await conn.execute("SELECT hypertable_name, num_dimensions FROM timescaledb_information.hypertables")
-        assert sorted(await cur.fetchall()) == [("alerts", 1), ("positions", 1)]
+        assert sorted(await cur.fetchall()) == [("alerts", 1), ("audit_log", 1), ("positions", 1)]
         cur = await conn.execute(
             "SELECT column_name, time_interval FROM timescaledb_information.dimensions "
             "WHERE hypertable_name = 'positions'"

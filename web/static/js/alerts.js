@@ -14,6 +14,13 @@ export const ALERT_KIND = {
   offline: { label: "离线", en: "offline" },
   coverage: { label: "作业覆盖率不足", en: "low coverage" },
   working_speed: { label: "作业超速", en: "working too fast" },
+  late: { label: "迟到", en: "late" },
+  absent: { label: "缺勤", en: "absent" },
+  early_leave: { label: "早退", en: "early leave" },
+  off_post: { label: "脱岗", en: "off post" },
+  stationary: { label: "长时间静止", en: "stationary" },
+  offline_on_duty: { label: "在岗离线", en: "offline on duty" },
+  fake_checkin: { label: "虚假签到", en: "fake check-in" },
 };
 
 export const SEVERITY = {
