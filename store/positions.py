@@ -102,3 +102,10 @@ async def drop_older_than(conn: psycopg.AsyncConnection, age: timedelta) -> list
     """Retention: drop whole chunks older than `age`; the names of the dropped chunks."""
     cur = await conn.execute("SELECT drop_chunks('positions', older_than => %s::interval)", (age,))
     return [str(r[0]) for r in await cur.fetchall()]
+
+
+async def bulk_load(conn: psycopg.AsyncConnection, batch: PositionBatch) -> None:
+    """COPY a batch straight into positions, for loading history in bulk (benchmarks, migrations from another
+    platform): no duplicate check, so the caller must bring rows that are not stored yet."""
+    async with conn.cursor().copy(f"COPY positions ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:  # type: ignore[arg-type]
+        await copy.write(copy_binary.encode(batch))
