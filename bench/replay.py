@@ -217,10 +217,8 @@ async def measure(dsn: str, api: str, token: str, args: argparse.Namespace, spot
     return out
 
 
-async def run(args: argparse.Namespace, dsn: str, fresh: bool, work: Path) -> dict[str, Any]:
+async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
     spots = depots(np.random.default_rng(3))
-    if fresh:
-        await fill(dsn, args, spots)
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         rows = (await (await conn.execute("SELECT count(*) FROM positions")).fetchone())[0]  # type: ignore[index]
         size = (await (await conn.execute("SELECT hypertable_size('positions')")).fetchone())[0]  # type: ignore[index]
@@ -255,12 +253,13 @@ def main() -> None:
     dsn = admin.create_database(e2e.ADMIN_DSN, name) if fresh else admin.with_dbname(e2e.ADMIN_DSN, name)
     log(f"database {name} ({'filling' if fresh else 'filled before'})")
     work = Path(tempfile.mkdtemp(prefix="replay-", dir=e2e.ROOT / "var" / "tmp"))
-    try:
-        result = asyncio.run(run(args, dsn, fresh, work))
-    except BaseException:
-        if fresh:  # half filled: start again next time
+    if fresh:
+        try:
+            asyncio.run(fill(dsn, args, depots(np.random.default_rng(3))))
+        except BaseException:  # half filled: start again next time
             admin.drop_database(e2e.ADMIN_DSN, name)
-        raise
+            raise
+    result = asyncio.run(run(args, dsn, work))
     if args.drop:
         admin.drop_database(e2e.ADMIN_DSN, name)
     print(json.dumps({"command": "python -m bench.replay " + " ".join(sys.argv[1:]),

@@ -159,6 +159,22 @@ async def load_latest(conn: psycopg.AsyncConnection) -> Columns:
     return await _copy_out(conn, _LOAD, (), _LATEST)
 
 
+# One index probe per device (newest first, LIMIT 1: TimescaleDB stops at the newest chunk holding a row),
+# rather than a scan of the whole history for the newest row of each device.
+_NEWEST = f"""SELECT d.id, {_us("p.fix_time")}, p.lat, p.lon, {_nan("p.speed_kmh", "real")},
+    {_nan("p.course", "real")}, {_us("p.receive_time")}
+FROM devices d CROSS JOIN LATERAL (
+    SELECT fix_time, lat, lon, speed_kmh, course, receive_time FROM positions
+    WHERE device_id = d.id ORDER BY fix_time DESC LIMIT 1
+) p ORDER BY d.id"""
+
+
+async def newest_fixes(conn: psycopg.AsyncConnection) -> Columns:
+    """Each device's newest stored fix, in the form of load_latest (last_seen_us: when it was received): the
+    state to start from when none was saved (a first start on a database loaded with history)."""
+    return await _copy_out(conn, _NEWEST, (), _LATEST)
+
+
 # positions is a hypertable partitioned on fix_time with no index on receive_time: a filter on
 # receive_time alone would read every chunk of the retention period. The fix-time bound lets
 # TimescaleDB exclude all chunks but the newest one or two (client-side binding in COPY makes it a

@@ -57,6 +57,8 @@ class LiveService:
             self._catalog_at = datetime.now(UTC)
             catalog = await live_state.device_catalog(conn)
             latest = await live_state.load_latest(conn)
+            if not len(latest["device_id"]):  # nothing saved: not a reason to read the whole history below
+                latest = await live_state.newest_fixes(conn)
             self.state.load(catalog, latest)
             newest = int(np.max(latest["last_seen_us"])) if len(latest["last_seen_us"]) else 0
             recent = await live_state.positions_since(conn, max(0, newest - COMMIT_MARGIN_US))

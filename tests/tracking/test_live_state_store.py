@@ -209,3 +209,24 @@ async def test_restart_from_saved_state_and_catch_up(server: Server, db: psycopg
         (None, None, "never"),
     ]
     assert rows[1]["last_seen"] == (now - timedelta(seconds=28)).isoformat().replace("+00:00", "Z")
+
+
+async def test_newest_fixes_seed_a_state_that_was_never_saved(server: Server, db: psycopg.AsyncConnection) -> None:
+    tag = secrets.token_hex(4)
+    await devices.upsert_devices(db, [DeviceRecord(uid=f"nf-{tag}-{i}", kind="muck", name="x") for i in range(2)])
+    found = [await devices.by_uid(db, f"nf-{tag}-{i}") for i in range(2)]
+    assert found[0] is not None and found[1] is not None
+    a, quiet = found[0].id, found[1].id
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    rows = [(a, t + timedelta(days=d), t + timedelta(days=d, seconds=3), 22.0 + d) for d in (0, 5, 2)]
+    await db.cursor().executemany(
+        """INSERT INTO positions (device_id, fix_time, receive_time, lat, lon, speed_kmh, course, valid, h3_cell,
+                                  protocol) VALUES (%s, %s, %s, %s, 114.0, 7, 90, true, 0, 'jt808')""",
+        rows,
+    )
+    got = await live_state.newest_fixes(db)
+    at = got["device_id"].tolist()
+    assert a in at and quiet not in at  # a device that never reported has no newest fix
+    i = at.index(a)
+    assert (got["fix_time_us"][i], got["lat"][i]) == (_us(t + timedelta(days=5)), 27.0)
+    assert got["last_seen_us"][i] == _us(t + timedelta(days=5, seconds=3))
