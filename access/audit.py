@@ -7,7 +7,6 @@ refused is recorded as well, before the refusal, so a look at another unit's dev
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from access.errors import json_error
 from access.principal import principal
+from access.query import iso, time_param
 from store import audit
 
 log = logging.getLogger("telematics.audit")
@@ -38,15 +38,6 @@ async def record(request: web.Request, action: str, target: dict[str, Any], outc
         )
 
 
-def _time(value: str | None, what: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, f"{what}: an ISO 8601 time") from None
-
-
 def _count(value: str | None, what: str, default: int, most: int) -> int:
     if value is None:
         return default
@@ -64,8 +55,8 @@ async def list_audit(request: web.Request) -> web.Response:
         found = await audit.search(
             conn,
             unit_ids=None if who.unit_ids is None else sorted(who.unit_ids),
-            since=_time(q.get("since"), "since"),
-            until=_time(q.get("until"), "until"),
+            since=time_param(q.get("since"), "since"),
+            until=time_param(q.get("until"), "until"),
             user=q.get("user") or None,
             action=q.get("action") or None,
             limit=_count(q.get("limit"), "limit", 100, 1000),
@@ -77,7 +68,7 @@ async def list_audit(request: web.Request) -> web.Response:
 def entry_json(e: audit.Entry) -> dict[str, Any]:
     return {
         "id": e.id,
-        "at": e.at.isoformat().replace("+00:00", "Z"),
+        "at": iso(e.at),
         "user": e.user_name,
         "role": e.role,
         "unit": e.org_unit_id,

@@ -21,6 +21,7 @@ from access.errors import json_error, json_object
 from access.limiter import FailureLimiter
 from access.middleware import LOGIN_PATH, request_token
 from access.principal import principal
+from access.query import iso
 from store import users
 from store.users import Unit
 
@@ -45,10 +46,6 @@ class Access:
 
 
 ACCESS = web.AppKey("access", Access)
-
-
-def iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def unit_json(u: Unit) -> dict[str, Any]:

@@ -31,6 +31,8 @@ import numpy.typing as npt
 from psycopg_pool import AsyncConnectionPool
 
 from alerts.coverage_rule import COVERAGE, LOOKBACK, CoverageParams, parse, shifts_ending
+from alerts.listeners import tell
+from alerts.scope import rule_applies
 from geofence import shapes
 from geofence.coverage import Cells, measure, route_cells, visited_cells, working
 from geofence.service import GeofenceService, units_below
@@ -120,7 +122,7 @@ class CoverageJob:
         device = np.array([d.id for d in catalog], dtype=np.int64)
         kind = np.array([KINDS.index(d.kind) for d in catalog], dtype=np.int64)
         unit = np.array([-1 if d.org_unit_id is None else d.org_unit_id for d in catalog], dtype=np.int64)
-        scope = _in_scope(rule, kind, unit, below)
+        scope = rule_applies(rule, kind, unit, below)
         device, kind, unit = device[scope], kind[scope], unit[scope]
         by_id = [(d, z.id) for z in found for d in assigned[z.id].devices]
         shaped = self._zones(found)
@@ -134,12 +136,7 @@ class CoverageJob:
             )
             results += [ShiftResult(rule.id, d, z, start, end, n, hit, share) for d, z, n, hit, share in measured]
         raised = await self._save(rule, p, start, end, results)
-        for alert in raised:
-            for listener in self.listeners:
-                try:
-                    listener(alert)
-                except Exception:
-                    log.exception("alert listener %r failed", listener)
+        tell(self.listeners, raised)
         log.info(
             "coverage: rule %d, shift %s-%s: %d results, %d alerts", rule.id, start, end, len(results), len(raised)
         )
@@ -228,16 +225,6 @@ def visited_by(p: CoverageParams, fixes: Columns) -> Cells:
         fixes["lat"], fixes["lon"], fixes["fix_time_us"], fixes["speed_kmh"],
         p.resolution, p.min_speed_kmh, p.max_speed_kmh, p.max_gap_s, p.tolerance_m,
     )  # fmt: skip
-
-
-def _in_scope(rule: Rule, kind: _I64, unit: _I64, below: dict[int, set[int]]) -> npt.NDArray[np.bool_]:
-    """The devices a rule applies to: of its device kinds (None: all) and of its unit and those below it."""
-    ok = np.ones(len(kind), dtype=bool)
-    if rule.device_kinds is not None:
-        ok &= np.isin(kind, [KINDS.index(k) for k in rule.device_kinds if k in KINDS])
-    if rule.org_unit_id is not None:
-        ok &= np.isin(unit, sorted(below.get(rule.org_unit_id, set())))
-    return ok
 
 
 def _iso(t: datetime) -> str:

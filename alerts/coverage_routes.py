@@ -11,12 +11,13 @@ from aiohttp import web
 
 from access.errors import json_error
 from access.principal import principal
+from access.query import int_param, iso, time_param, unit_scope
 from alerts.coverage_job import visited_by
 from alerts.coverage_rule import COVERAGE, CoverageParams, parse
-from alerts.routes import POOL, _int, _iso, _scope, _time
+from alerts.routes import POOL
 from geofence import shapes
 from geofence.coverage import Coverage, measure, route_cells
-from store import alerts, coverage, devices, users, zones
+from store import alerts, coverage, devices, zones
 from store.coverage import StoredResult
 from store.live_state import Columns
 
@@ -29,12 +30,12 @@ def result_json(r: StoredResult) -> dict[str, Any]:
         "device": r.device_id,
         "uid": r.device_uid,
         "zone": r.zone_id,
-        "shift_start": _iso(r.shift_start),
-        "shift_end": _iso(r.shift_end),
+        "shift_start": iso(r.shift_start),
+        "shift_end": iso(r.shift_end),
         "cells_total": r.cells_total,
         "cells_visited": r.cells_visited,
         "share": r.share,
-        "computed": _iso(r.computed_at),
+        "computed": iso(r.computed_at),
         "alert": r.alert_id,
     }
 
@@ -42,22 +43,19 @@ def result_json(r: StoredResult) -> dict[str, Any]:
 async def list_coverage(request: web.Request) -> web.Response:
     """GET /api/coverage?device=&zone=&rule=&unit=&from=&to=&limit=: results by shift start, newest first."""
     q = request.query
-    units, unitless = _scope(principal(request))
-    unit = _int(q.get("unit"), "unit")
+    unit = int_param(q.get("unit"), "unit")
     async with request.app[POOL].connection() as conn:
-        if unit is not None:  # one unit and those below it, within what the caller sees
-            asked = set(await users.unit_subtree(conn, unit))
-            units, unitless = sorted(asked if units is None else asked & set(units)), False
+        units, unitless = await unit_scope(conn, principal(request), None if unit is None else [unit])
         found = await coverage.search(
             conn,
             unit_ids=units,
             with_unitless=unitless,
-            device_id=_int(q.get("device"), "device"),
-            zone_id=_int(q.get("zone"), "zone"),
-            rule_id=_int(q.get("rule"), "rule"),
-            since=_time(q.get("from"), "from"),
-            until=_time(q.get("to"), "to"),
-            limit=min(1000, _int(q.get("limit"), "limit") or 200),
+            device_id=int_param(q.get("device"), "device"),
+            zone_id=int_param(q.get("zone"), "zone"),
+            rule_id=int_param(q.get("rule"), "rule"),
+            since=time_param(q.get("from"), "from"),
+            until=time_param(q.get("to"), "to"),
+            limit=min(1000, int_param(q.get("limit"), "limit") or 200),
         )
     return web.json_response({"coverage": [result_json(r) for r in found]})
 
@@ -67,13 +65,13 @@ async def live_coverage(request: web.Request) -> web.Response:
     [from, to) (to: now), with the params of a coverage rule (default: the rule's defaults)."""
     who = principal(request)
     q = request.query
-    device_id, zone_id = _int(q.get("device"), "device"), _int(q.get("zone"), "zone")
-    start, end = _time(q.get("from"), "from"), _time(q.get("to"), "to") or datetime.now(UTC)
+    device_id, zone_id = int_param(q.get("device"), "device"), int_param(q.get("zone"), "zone")
+    start, end = time_param(q.get("from"), "from"), time_param(q.get("to"), "to") or datetime.now(UTC)
     if device_id is None or zone_id is None or start is None:
         raise json_error(web.HTTPBadRequest, "device, zone and from are needed")
     if not timedelta(0) < end - start <= MAX_WINDOW:
         raise json_error(web.HTTPBadRequest, "from: before to, and at most 7 days before it")
-    rule_id = _int(q.get("rule"), "rule")
+    rule_id = int_param(q.get("rule"), "rule")
     async with request.app[POOL].connection() as conn:
         device = (await devices.by_ids(conn, [device_id])).get(device_id)
         zone = await zones.get(conn, zone_id)
@@ -97,8 +95,8 @@ async def live_coverage(request: web.Request) -> web.Response:
             "uid": device.uid,
             "zone": zone_id,
             "rule": rule_id,
-            "from": _iso(start),
-            "to": _iso(end),
+            "from": iso(start),
+            "to": iso(end),
             "resolution": p.resolution,
             "fixes": len(fixes["device_id"]),
             "cells_total": covered.total,

@@ -35,8 +35,10 @@ import numpy.typing as npt
 from psycopg_pool import AsyncConnectionPool
 
 from alerts.conditions import RUN_RULES, Where, checks, evidence, site_kinds
+from alerts.listeners import Listener, tell
 from alerts.offline import Devices, OfflineWatcher
 from alerts.runs import RunTracker
+from alerts.scope import rule_applies
 from alerts.unloading import UnloadTracker
 from alerts.zone_facts import ZoneFacts, Zones
 from geofence.service import units_below
@@ -44,7 +46,6 @@ from geofence.transitions import Transition
 from store import alerts, users
 from store.alerts import Alert, NewAlert, Rule
 from store.batch import PositionBatch
-from store.devices import KINDS
 
 log = logging.getLogger("telematics.alerts")
 
@@ -80,7 +81,7 @@ class AlertEngine:
         self.device_info = device_info
         self.refresh_s = refresh_s
         self.max_queue = max_queue
-        self.listeners: list[Callable[[Alert], None]] = []  # the live WebSocket
+        self.listeners: list[Listener] = []  # the live WebSocket
         self._rules: list[Rule] = []
         self._below: dict[int, set[int]] = {}
         self._queue: asyncio.Queue[list[_Change]] = asyncio.Queue()
@@ -234,12 +235,7 @@ class AlertEngine:
     def applies_many(
         self, rule: Rule, kind: npt.NDArray[np.int64], unit: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
-        ok = np.ones(len(kind), dtype=bool)
-        if rule.device_kinds is not None:
-            ok &= np.isin(kind, [KINDS.index(k) for k in rule.device_kinds if k in KINDS])
-        if rule.org_unit_id is not None:
-            ok &= np.isin(unit, sorted(self._below.get(rule.org_unit_id, set())))
-        return ok
+        return rule_applies(rule, kind, unit, self._below)
 
     async def _write(self, changes: list[_Change]) -> None:
         """In the order they happened: the end of an alert before a new start of the same one. Each alert is
@@ -253,12 +249,7 @@ class AlertEngine:
                 else:
                     changed = await alerts.end_alerts(conn, *change)
                 shown += [a for a in [await alerts.get(conn, i) for i in changed] if a is not None]
-        for alert in shown:
-            for listener in self.listeners:
-                try:
-                    listener(alert)
-                except Exception:
-                    log.exception("alert listener %r failed", listener)
+        tell(self.listeners, shown)
 
 
 def _where(batch: PositionBatch, row: int) -> dict[str, Any]:

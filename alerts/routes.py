@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from access.errors import json_error, json_object
-from access.principal import Principal, principal
+from access.principal import principal
+from access.query import int_param, iso, time_param, unit_scope
 from alerts import coverage_rule
 from alerts import params as rule_params
 from alerts.coverage_rule import COVERAGE
 from alerts.engine import RULE_KINDS
-from store import alerts, users
+from alerts.listeners import Listener, tell
+from store import alerts
 from store.alerts import Alert, Rule
 from store.devices import KINDS
 
-log = logging.getLogger("telematics.alerts")
-
 POOL = web.AppKey("alerts_pool", AsyncConnectionPool)
-Listener = Callable[[Alert], None]  # synchronous, must not block
 # Called with the alert after an acknowledgement or close, as the engine's listeners are after a raise or an end.
 ACK_LISTENERS: web.AppKey[list[Listener]] = web.AppKey("alert_ack_listeners")
 STATES = ("raised", "acknowledged", "closed")
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def alert_json(a: Alert) -> dict[str, Any]:
@@ -44,11 +36,11 @@ def alert_json(a: Alert) -> dict[str, Any]:
         "severity": a.severity,
         "state": a.state,
         "late": a.late,
-        "started": _iso(a.started_at),
-        "ended": _iso(a.ended_at),
-        "raised": _iso(a.raised_at),
-        "ack": None if a.ack_at is None else {"by": a.ack_by, "at": _iso(a.ack_at), "comment": a.ack_comment},
-        "closed": _iso(a.closed_at),
+        "started": iso(a.started_at),
+        "ended": iso(a.ended_at),
+        "raised": iso(a.raised_at),
+        "ack": None if a.ack_at is None else {"by": a.ack_by, "at": iso(a.ack_at), "comment": a.ack_comment},
+        "closed": iso(a.closed_at),
         "evidence": a.evidence,
     }
 
@@ -66,52 +58,26 @@ def rule_json(r: Rule) -> dict[str, Any]:
     }
 
 
-def _scope(who: Principal) -> tuple[list[int] | None, bool]:
-    return (None if who.unit_ids is None else sorted(who.unit_ids)), who.sees_unit(None)
-
-
-def _time(value: str | None, what: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, f"{what}: an ISO 8601 time") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def _int(value: str | None, what: str) -> int | None:
-    if not value:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, f"{what}: a number") from None
-
-
 async def list_alerts(request: web.Request) -> web.Response:
     who = principal(request)
     q = request.query
     state = q.get("state") or None
     if state is not None and state not in STATES:
         raise json_error(web.HTTPBadRequest, f"state: one of {', '.join(STATES)}")
-    units, unitless = _scope(who)
-    unit = _int(q.get("unit"), "unit")
+    unit = int_param(q.get("unit"), "unit")
     async with request.app[POOL].connection() as conn:
-        if unit is not None:  # one unit and those below it, within what the caller sees
-            asked = set(await users.unit_subtree(conn, unit))
-            units, unitless = sorted(asked if units is None else asked & set(units)), False
+        units, unitless = await unit_scope(conn, who, None if unit is None else [unit])
         found = await alerts.search(
             conn,
             unit_ids=units,
             with_unitless=unitless,
-            since=_time(q.get("since"), "since"),
-            until=_time(q.get("until"), "until"),
+            since=time_param(q.get("since"), "since"),
+            until=time_param(q.get("until"), "until"),
             kind=q.get("kind") or None,
-            rule_id=_int(q.get("rule"), "rule"),
-            device_id=_int(q.get("device"), "device"),
+            rule_id=int_param(q.get("rule"), "rule"),
+            device_id=int_param(q.get("device"), "device"),
             state=state,
-            limit=min(1000, _int(q.get("limit"), "limit") or 200),
+            limit=min(1000, int_param(q.get("limit"), "limit") or 200),
         )
     return web.json_response({"alerts": [alert_json(a) for a in found]})
 
@@ -146,11 +112,8 @@ async def ack_alert(request: web.Request) -> web.Response:
             raise json_error(web.HTTPConflict, f"alert {found.id} is closed already")
         again = await alerts.get(conn, found.id)
     assert again is not None
-    for listener in request.app.get(ACK_LISTENERS, []):
-        try:
-            listener(again)
-        except Exception:
-            log.exception("alert listener %r failed", listener)
+    listeners: list[Listener] = request.app.get(ACK_LISTENERS, [])
+    tell(listeners, [again])
     return web.json_response(alert_json(again))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from access.errors import json_error, json_object
 from access.principal import Principal, principal
+from access.query import iso, unit_scope
 from attendance import fields, plan
 from attendance.model import PlannedShift
 from store import attendance, devices, users, zones
@@ -51,10 +52,6 @@ def _clock(t: time | None) -> str | None:
 
 def _day(d: date | None) -> str | None:
     return None if d is None else d.isoformat()
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def staff_json(s: attendance.Staff) -> dict[str, Any]:
@@ -128,8 +125,8 @@ def shift_json(s: PlannedShift) -> dict[str, Any]:
         "org_unit_id": s.org_unit_id,
         "device_id": s.device_id,
         "day": _day(s.day),
-        "start": _iso(s.start),
-        "end": _iso(s.end),
+        "start": iso(s.start),
+        "end": iso(s.end),
         "zone_id": s.zone_id,
         "grace_min": s.grace_min,
         "checkin_window_min": s.checkin_window_min,
@@ -198,16 +195,6 @@ def _person_param(request: web.Request) -> int | None:
     if not value.isdigit() or int(value) > MAX_ID:
         raise json_error(web.HTTPBadRequest, "person: an id")
     return int(value)
-
-
-async def _units(conn: AsyncConnection, who: Principal, unit: int | None) -> tuple[list[int] | None, bool]:
-    """Unit ids to list (None: all) and whether rows without a unit are in: the caller's, or the asked
-    unit and those below it among the caller's."""
-    mine = None if who.unit_ids is None else set(who.unit_ids)
-    if unit is None:
-        return (None if mine is None else sorted(mine)), who.sees_unit(None)
-    asked = set(await users.unit_subtree(conn, unit))
-    return sorted(asked if mine is None else asked & mine), False
 
 
 def _page(found: list[T], limit: int, offset: int) -> list[T]:
@@ -286,7 +273,7 @@ async def list_staff(request: web.Request) -> web.Response:
     if enabled not in (None, "true", "false"):
         raise json_error(web.HTTPBadRequest, "enabled: true or false")
     async with request.app[ATTENDANCE].pool.connection() as conn:
-        unit_ids, unitless = await _units(conn, who, unit)
+        unit_ids, unitless = await unit_scope(conn, who, None if unit is None else [unit])
         found = await attendance.search_staff(
             conn,
             unit_ids=unit_ids,
@@ -424,7 +411,7 @@ async def list_patterns(request: web.Request) -> web.Response:
     who = _reader(request)
     unit, limit, offset = unit_and_page(request)
     async with request.app[ATTENDANCE].pool.connection() as conn:
-        unit_ids, unitless = await _units(conn, who, unit)
+        unit_ids, unitless = await unit_scope(conn, who, None if unit is None else [unit])
         found = await attendance.search_patterns(
             conn, unit_ids=unit_ids, with_unitless=unitless, staff_id=_person_param(request)
         )
@@ -525,7 +512,7 @@ async def list_overrides(request: web.Request) -> web.Response:
     unit, limit, offset = unit_and_page(request)
     first, last = _dates(request)
     async with request.app[ATTENDANCE].pool.connection() as conn:
-        unit_ids, unitless = await _units(conn, who, unit)
+        unit_ids, unitless = await unit_scope(conn, who, None if unit is None else [unit])
         found = await attendance.search_overrides(
             conn, unit_ids=unit_ids, with_unitless=unitless, staff_id=_person_param(request), first=first, last=last
         )
@@ -584,7 +571,7 @@ async def delete_override(request: web.Request) -> web.Response:
 async def _holiday_units(conn: AsyncConnection, who: Principal, unit: int | None) -> list[int] | None:
     """The units whose holidays apply to the caller's units (or to the asked unit and those below it,
     among the caller's): those units and the units above them. None: every unit's."""
-    unit_ids, _ = await _units(conn, who, unit)
+    unit_ids, _ = await unit_scope(conn, who, None if unit is None else [unit])
     if unit_ids is None:
         return None
     parents = await attendance.unit_parents(conn)
@@ -647,7 +634,7 @@ async def list_leave(request: web.Request) -> web.Response:
     unit, limit, offset = unit_and_page(request)
     first, last = _dates(request)
     async with request.app[ATTENDANCE].pool.connection() as conn:
-        unit_ids, unitless = await _units(conn, who, unit)
+        unit_ids, unitless = await unit_scope(conn, who, None if unit is None else [unit])
         found = await attendance.search_leave(
             conn, unit_ids=unit_ids, with_unitless=unitless, staff_id=_person_param(request), first=first, last=last
         )
@@ -696,7 +683,7 @@ async def list_shifts(request: web.Request) -> web.Response:
     day = _checked(fields.day, request.query.get("date"), "date")
     unit, _, _ = unit_and_page(request)
     async with att.pool.connection() as conn:
-        unit_ids, unitless = await _units(conn, who, unit)
+        unit_ids, unitless = await unit_scope(conn, who, None if unit is None else [unit])
         # Staff without a unit come only with every unit's: then the caller's scope is applied here.
         found = await attendance.planned(conn, day, att.tz, None if unitless else unit_ids)
     shifts = [s for s in found if who.sees_unit(s.org_unit_id)]

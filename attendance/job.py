@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from alerts.listeners import tell
 from attendance.alerting import Wanted, wanted
 from attendance.evaluate import Judged, evaluate, windows
 from attendance.params import ATTENDANCE
@@ -75,12 +76,7 @@ class AttendanceJob:
             since = min([windows(s)[0] for s in shifts], default=now)
             known = await alerts.of_rules(conn, rule_ids, since, now) if rule_ids else []
             shown = await self._reconcile(conn, judged, known, now)
-        for alert in shown:
-            for listener in self.listeners:
-                try:
-                    listener(alert)
-                except Exception:
-                    log.exception("alert listener %r failed", listener)
+        tell(self.listeners, shown)
         for j in judged:
             s = j.record.shift
             if now >= windows(s)[1] + self.settle:

@@ -20,11 +20,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from access import audit
 from access.errors import json_error, json_object
-from access.principal import Principal, principal
+from access.principal import principal
+from access.query import iso, required_time, unit_scope
 from geofence import crs, shapes
 from replay import hotspots
 from replay.visited import DEFAULT_MAX_GAP_S, Area, Visit, visits
-from store import devices, users
+from store import devices
 from store import hotspots as alert_store
 from store import visits as visit_store
 from store.devices import KINDS
@@ -54,26 +55,12 @@ async def _audited(request: web.Request, action: str) -> AsyncIterator[dict[str,
     await audit.record(request, action, target)
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _iso_us(us: int) -> str:
-    return _iso(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us))
-
-
-def _time(value: Any, what: str) -> datetime:
-    if not isinstance(value, str) or not value:
-        raise json_error(web.HTTPBadRequest, f"{what}: an ISO 8601 time is required")
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, f"{what}: an ISO 8601 time, not {value!r}") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return iso(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us))
 
 
 def _window(since: Any, until: Any, most: timedelta) -> tuple[datetime, datetime]:
-    start, end = _time(since, "from"), _time(until, "to")
+    start, end = required_time(since, "from"), required_time(until, "to")
     if end <= start:
         raise json_error(web.HTTPBadRequest, "to must be after from")
     if end - start > most:
@@ -102,18 +89,6 @@ def _ids(value: Any, what: str) -> list[int] | None:
     return value
 
 
-async def _scope(pool: AsyncConnectionPool, who: Principal, asked: list[int] | None) -> tuple[list[int] | None, bool]:
-    """(unit ids, with the devices without a unit) that a query may read: the caller's units, narrowed
-    to the asked units and the units below them."""
-    if asked is None:
-        return (None if who.unit_ids is None else sorted(who.unit_ids)), who.sees_unit(None)
-    units: set[int] = set()
-    async with pool.connection() as conn:
-        for unit in asked:
-            units.update(await users.unit_subtree(conn, unit))
-    return sorted(units if who.unit_ids is None else units & who.unit_ids), False
-
-
 # --- who was here ---------------------------------------------------------------------------------------
 
 
@@ -138,12 +113,13 @@ async def visited(request: web.Request) -> web.Response:
         kinds = body.get("kinds")
         if kinds is not None and (not isinstance(kinds, list) or not all(k in KINDS for k in kinds)):
             raise json_error(web.HTTPBadRequest, f"kinds: a list of {', '.join(KINDS)}")
-        units, unitless = await _scope(pool, who, _ids(body.get("units"), "units"))
+        asked = _ids(body.get("units"), "units")
         try:
             area = await asyncio.to_thread(Area.of, shape, request.app[RESOLUTION])
         except ValueError as e:
             raise json_error(web.HTTPBadRequest, str(e)) from None
         async with pool.connection() as conn:
+            units, unitless = await unit_scope(conn, who, asked)
             fixes = await visit_store.in_cells(
                 conn,
                 area.cells.tolist(),
@@ -166,8 +142,8 @@ async def visited(request: web.Request) -> web.Response:
         lat, lon = crs.convert(fixes.lat[ends], fixes.lon[ends], "wgs84", name)
         places = [{"lat": round(a, 7), "lon": round(b, 7)} for a, b in zip(lat.tolist(), lon.tolist(), strict=True)]
         answer = {
-            "from": _iso(since),
-            "to": _iso(until),
+            "from": iso(since),
+            "to": iso(until),
             "max_gap_s": max_gap_s,
             "devices": _devices_json(found, info, places),
         }
@@ -243,8 +219,9 @@ async def alert_hotspots(request: web.Request) -> web.Response:
             raise json_error(web.HTTPBadRequest, f"resolution: {first} to {last}")
         resolution = int(raw)
         kinds, rules = _texts(q.get("kind")), _ids(q.get("rule"), "rule")
-        units, unitless = await _scope(pool, who, _ids(q.get("unit"), "unit"))
+        asked = _ids(q.get("unit"), "unit")
         async with pool.connection() as conn:
+            units, unitless = await unit_scope(conn, who, asked)
             places = await alert_store.alert_places(
                 conn, since, until, unit_ids=units, with_unitless=unitless, kinds=kinds, rule_ids=rules
             )
@@ -256,7 +233,7 @@ def _hotspots_json(
     places: alert_store.AlertPlaces, resolution: int, name: str, since: datetime, until: datetime
 ) -> dict[str, Any]:
     found = hotspots.aggregate(places.kind, places.lat, places.lon, places.count, resolution)
-    about = {"from": _iso(since), "to": _iso(until), "resolution": resolution, "crs": name}
+    about = {"from": iso(since), "to": iso(until), "resolution": resolution, "crs": name}
     return hotspots.feature_collection(found, name, about)
 
 

@@ -19,6 +19,7 @@ from alerts import coverage_routes
 from alerts import routes as alerts_routes
 from alerts.coverage_job import CoverageJob
 from alerts.engine import AlertEngine
+from alerts.listeners import Listener
 from alerts.offline import OfflineWatcher
 from alerts.outputs import AlertOutputs
 from attendance import admin_routes as attendance_admin
@@ -299,7 +300,7 @@ class Server:
         )
         await self.alert_outputs.start()
         self.alerts.listeners.append(self.alert_outputs.changed)
-        acknowledged: list[alerts_routes.Listener] = [self.hub.alert, self.alert_outputs.acknowledged]
+        acknowledged: list[Listener] = [self.hub.alert, self.alert_outputs.acknowledged]
         app[alerts_routes.ACK_LISTENERS] = acknowledged
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()

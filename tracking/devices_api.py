@@ -8,8 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from access.errors import json_error, json_object
-from access.principal import Principal, principal
-from store import devices, users
+from access.principal import principal
+from access.query import unit_scope
+from store import devices
 from tracking.listing import unit_and_page
 from tracking.live import STATUS_NAMES
 from tracking.live_api import LIVE
@@ -31,16 +32,6 @@ def device_json(d: devices.Listed) -> dict[str, Any]:
     }
 
 
-async def _scope(request: web.Request, who: Principal, unit: int | None) -> tuple[list[int] | None, bool]:
-    """Unit ids to list (None: all) and whether devices without a unit are in."""
-    mine = None if who.unit_ids is None else set(who.unit_ids)
-    if unit is None:
-        return (None if mine is None else sorted(mine)), who.sees_unit(None)
-    async with request.app[LIVE].pool.connection() as conn:
-        asked = set(await users.unit_subtree(conn, unit))
-    return sorted(asked if mine is None else asked & mine), False
-
-
 async def list_devices(request: web.Request) -> web.Response:
     who = principal(request)
     q = request.query
@@ -51,9 +42,9 @@ async def list_devices(request: web.Request) -> web.Response:
     online = q.get("online")
     if online not in (None, "", "true", "false"):
         raise json_error(web.HTTPBadRequest, "online: true or false")
-    unit_ids, unitless = await _scope(request, who, unit)
     hub = request.app[LIVE]
     async with hub.pool.connection() as conn:
+        unit_ids, unitless = await unit_scope(conn, who, None if unit is None else [unit])
         found = await devices.search(conn, unit_ids=unit_ids, with_unitless=unitless, kind=kind, text=q.get("q"))
     if online:
         found = [

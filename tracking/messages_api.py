@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from access.errors import json_error, json_object
 from access.principal import Principal, principal
+from access.query import iso
 from store import devices, messages
 
 POOL = web.AppKey("messages_pool", AsyncConnectionPool)
@@ -19,19 +20,15 @@ DEFAULT_EXPIRY_S = 3600
 MAX_EXPIRY_S = 7 * 86400
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def message_json(m: messages.Message, who: Principal) -> dict[str, Any]:
     return {
         "id": m.id,
         "text": m.text,
-        "created": _iso(m.created_at),
+        "created": iso(m.created_at),
         "by": m.created_by,
-        "expires": _iso(m.expires_at),
+        "expires": iso(m.expires_at),
         "deliveries": [
-            {"device": d.device_id, "uid": d.uid, "state": d.state, "updated": _iso(d.updated_at), "detail": d.detail}
+            {"device": d.device_id, "uid": d.uid, "state": d.state, "updated": iso(d.updated_at), "detail": d.detail}
             for d in m.deliveries
             if who.sees_unit(d.org_unit_id)
         ],

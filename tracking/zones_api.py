@@ -7,7 +7,6 @@ seen like a device without one. Changes need the admin role.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -15,6 +14,7 @@ from aiohttp import web
 
 from access.errors import json_error, json_object
 from access.principal import Principal, principal
+from access.query import iso
 from geofence import crs
 from store import devices, users, zones
 from tracking import zone_check
@@ -24,10 +24,6 @@ from tracking.live_api import LIVE
 MAX_ASSIGNED = 10_000
 MAX_ID = 2**31 - 1  # the id column is an integer
 _CHANGEABLE = ("code", "name", "kind", "shape", "properties", "unit", "enabled")
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def zone_json(z: zones.Zone, crs_name: str = "wgs84") -> dict[str, Any]:
@@ -43,8 +39,8 @@ def zone_json(z: zones.Zone, crs_name: str = "wgs84") -> dict[str, Any]:
         "properties": z.properties,
         "unit": unit,
         "enabled": z.enabled,
-        "created": _iso(z.created_at),
-        "updated": _iso(z.updated_at),
+        "created": iso(z.created_at),
+        "updated": iso(z.updated_at),
     }
 
 
