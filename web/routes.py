@@ -1,5 +1,5 @@
-"""HTTP routes of the map page. None of them needs the API token: the page, its libraries and the basemap are
-loaded before the dispatcher logs in; everything about devices is behind /api/."""
+"""HTTP routes of the map pages (the live map, the track replay). None of them needs the API token: the pages,
+their libraries and the basemap are loaded before the user logs in; everything about devices is behind /api/."""
 
 from __future__ import annotations
 
@@ -60,8 +60,9 @@ def map_config(settings: WebSettings) -> dict[str, Any]:
 
 
 def routes(settings: WebSettings) -> list[web.RouteDef]:
-    """`/` the page, `/static/...` its files, `/vendor/...` the npm libraries, `/map-config.json`, and
-    `/basemap.pmtiles` (HTTP Range requests: the page reads the tiles it needs, never the whole file)."""
+    """`/` the live map, `/replay` the auditors' track replay, `/static/...` their files, `/vendor/...` the npm
+    libraries, `/map-config.json`, and `/basemap.pmtiles` (HTTP Range requests: the page reads the tiles it needs,
+    never the whole file)."""
     config = map_config(settings)
     pmtiles = Path(settings.pmtiles_path).resolve() if config["basemap"] == "pmtiles" else None
     outlines = b""
@@ -76,6 +77,9 @@ def routes(settings: WebSettings) -> list[web.RouteDef]:
 
     async def index(request: web.Request) -> web.FileResponse:
         return _file(STATIC_DIR, "index.html")
+
+    async def replay(request: web.Request) -> web.FileResponse:
+        return _file(STATIC_DIR, "replay.html")
 
     async def static(request: web.Request) -> web.FileResponse:
         return _file(STATIC_DIR, request.match_info["path"])
@@ -100,6 +104,7 @@ def routes(settings: WebSettings) -> list[web.RouteDef]:
     return [
         web.get(BOUNDARIES_URL, boundaries),
         web.get("/", index),
+        web.get("/replay", replay),
         web.get("/static/{path:.+}", static),
         web.get("/vendor/{name}", vendor),
         web.get("/map-config.json", config_json),

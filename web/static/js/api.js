@@ -110,6 +110,30 @@ export class Api {
   ackAlert(id, comment, close) {
     return this.request("POST", `/api/alerts/${id}/ack`, { body: { comment, close } });
   }
+  track(id, query) {
+    return this.request("GET", `/api/devices/${id}/track`, { query, geo: true });
+  }
+  trips(id, query) {
+    return this.request("GET", `/api/devices/${id}/trips`, { query, geo: true });
+  }
+  attendanceNow() {
+    return this.request("GET", "/api/attendance/now");
+  }
+
+  // A file the API sends as an attachment (an export), fetched with the token in the header: an address with
+  // the token in it would end up in the browser's history and the server's logs. -> {blob, name}
+  async download(path, query = {}) {
+    const response = await fetch(`${path}?${new URLSearchParams(query)}`, {
+      headers: { Authorization: `Bearer ${this.token}` },
+    });
+    if (!response.ok) {
+      const data = await response.json().catch(() => null);
+      if (response.status === 401) this.onUnauthorized();
+      throw new ApiError(response.status, data?.error ?? `HTTP ${response.status}`);
+    }
+    const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "")?.[1] ?? "export";
+    return { blob: await response.blob(), name };
+  }
 
   liveSocketUrl() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";

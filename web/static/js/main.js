@@ -7,6 +7,7 @@ import { AlertList } from "./alerts.js";
 import { Api } from "./api.js";
 import { buildStyle, followGraticule } from "./basemap.js";
 import { DrawTool } from "./draw.js";
+import { DutyCounts } from "./duty.js";
 import { formatLonLat } from "./geo.js";
 import { KINDS } from "./labels.js";
 import { LiveSocket } from "./live.js";
@@ -95,6 +96,7 @@ async function boot() {
     },
     onLocate: (d) => locate(d).catch((e) => notice(`定位失败：${e.message}`)),
   });
+  const duty = new DutyCounts(api);
   const nameOf = (id) => fleet.get(id)?.name ?? selection.devices.find((d) => d.id === id)?.name ?? null;
   const messages = new MessageList(api, { nameOf });
   const alertLayer = new AlertLayer(map, api, {
@@ -233,6 +235,7 @@ async function boot() {
     if (!config.center) await fitFleet().catch((e) => console.warn("fit fleet", e));
     subscribeView();
     live.start();
+    duty.start();
     const loads = await Promise.allSettled([panel.load(), messages.load(), alerts.load()]);
     const failed = loads.find((r) => r.status === "rejected");
     if (failed) notice(`加载失败：${failed.reason.message}`);
@@ -240,6 +243,7 @@ async function boot() {
 
   function endSession() {
     live.stop();
+    duty.stop();
     api.clearSession();
     draw.clear();
     select([]);
