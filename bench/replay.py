@@ -49,7 +49,6 @@ CENTRE = (22.54, 114.06)
 M_PER_DEG = 111_195.0
 DEPOTS = 40
 START = datetime(2026, 11, 1, tzinfo=UTC) - timedelta(hours=8)  # local midnight, Beijing time
-LOCAL = timedelta(hours=8)
 
 
 def log(msg: str) -> None:
@@ -205,15 +204,21 @@ async def measure(dsn: str, api: str, token: str, args: argparse.Namespace, spot
         out["track_7_days_5000_points_ms"]["ceiling_ms"] = round(
             await ceiling_ms(dsn, sql, (picks[0], week_from, week_to)), 1
         )
-        for name, (lat, lon) in (("depot", spots[0]), ("street", spots[0] + np.array([0.02, 0.015]))):
+        near = spots[0] + np.array([0.004, 0.0])  # 450 m from depot 0: its trucks pass by day
+        asks = (
+            ("night_depot", spots[0], night_from),  # dozens of trucks parked inside: the worst case
+            ("night_street", spots[0] + np.array([0.02, 0.015]), night_from),
+            ("day_near_depot", near, day + timedelta(hours=6)),  # 06:00-14:00 local
+        )
+        for name, (lat, lon), since in asks:
             body = {"circle": {"lat": float(lat), "lon": float(lon), "radius_m": 200},
-                    "from": iso(night_from), "to": iso(night_from + timedelta(hours=8))}  # fmt: skip
+                    "from": iso(since), "to": iso(since + timedelta(hours=8))}  # fmt: skip
             times, found = [], 0
             for _ in range(max(3, args.repeat // 3)):
                 ms, doc = await timed("POST", "/api/query/visited", body)
                 times.append(ms)
                 found = len(doc["devices"])
-            out[f"visited_200m_night_{name}_ms"] = {**_stats(times), "devices": found}
+            out[f"visited_200m_8h_{name}_ms"] = {**_stats(times), "devices": found}
     return out
 
 
