@@ -1,7 +1,7 @@
 """Shifts judged from what is stored: the reports and the alert job both start here.
 
 One pass reads, for all the shifts at once: the phones' kinds, the attendance rules and the unit tree, the
-duty grids, every phone's fixes over its shifts (one binary COPY) and the phones' check-in/out events.
+duty grids, every phone's fixes over its shifts (one query, read as columns) and the phones' check-in/out events.
 """
 
 from __future__ import annotations

@@ -81,10 +81,10 @@ def _circle_points(lat: float, lon: float, radius_m: float, n: int) -> tuple[_Ar
 
 def _polygon_samples(polygon: Polygon, spacing: float) -> tuple[_Arr, _Arr]:
     ring = np.concatenate([np.column_stack([r[:-1], r[1:]]) for r in polygon.rings])  # x0, y0, x1, y1 per edge
-    return _segment_samples(ring[:, 1], ring[:, 0], ring[:, 3], ring[:, 2], spacing)
+    return segment_samples(ring[:, 1], ring[:, 0], ring[:, 3], ring[:, 2], spacing)
 
 
-def _segment_samples(lat0: _Arr, lon0: _Arr, lat1: _Arr, lon1: _Arr, spacing: float) -> tuple[_Arr, _Arr]:
+def segment_samples(lat0: _Arr, lon0: _Arr, lat1: _Arr, lon1: _Arr, spacing: float) -> tuple[_Arr, _Arr]:
     """Points along straight lon/lat segments. A segment's length is bounded above with the longest metre
     per degree of longitude over its span (the cosine at the latitude nearest the equator), so the true
     spacing is never more than asked."""

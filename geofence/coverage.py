@@ -24,7 +24,7 @@ import h3.api.basic_int as h3
 import numpy as np
 import numpy.typing as npt
 
-from geofence.cover import _segment_samples, cells_of, cover
+from geofence.cover import cells_of, cover, segment_samples
 from geofence.shapes import EARTH_RADIUS_M, AnyShape, Corridor, haversine_m
 
 Cells = npt.NDArray[np.int64]
@@ -50,7 +50,7 @@ def route_cells(shape: AnyShape, resolution: int) -> Cells:
     spacing = h3.average_hexagon_edge_length(resolution, "m") / 4
     if isinstance(shape, Corridor):
         lon, lat = shape.line[:, 0], shape.line[:, 1]
-        s_lat, s_lon = _segment_samples(lat[:-1], lon[:-1], lat[1:], lon[1:], spacing)
+        s_lat, s_lon = segment_samples(lat[:-1], lon[:-1], lat[1:], lon[1:], spacing)
         return np.unique(cells_of(s_lat, s_lon, resolution))
     interior, boundary = cover(shape, resolution)
     return np.union1d(interior, boundary[_partly_inside(shape, boundary)])
@@ -123,7 +123,7 @@ def visited_cells(
             n_lat, n_lon = dx / length * r, -dy / length * r / kx
             spacing = h3.average_hexagon_edge_length(resolution, "m") / 4
             for side in (0.0, 1.0, -1.0):
-                s_lat, s_lon = _segment_samples(
+                s_lat, s_lon = segment_samples(
                     lat0 + side * n_lat, lon0 + side * n_lon, lat1 + side * n_lat, lon1 + side * n_lon, spacing
                 )
                 lats.append(s_lat)

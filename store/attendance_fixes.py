@@ -1,7 +1,7 @@
-"""The fixes attendance judges: many phones' fixes over their shifts in one binary COPY, and a phone's last fix.
+"""The fixes attendance judges: many phones' fixes over their shifts in one query, and a phone's last fix.
 
-Every shift of a day at once can be a million fixes: they come as numpy columns (one structured array
-over the COPY stream), not as Python rows.
+Every shift of a day at once can be a million fixes: they come as numpy columns (store.columns), not
+as Python rows.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from store.copy_binary import HEADER, PG_EPOCH_US, TRAILER
+from store.columns import Field, fetch, packed
 
-# One COPY tuple: the field count, then each field's length and value (all NOT NULL, fixed width).
-_ROW = np.dtype(
-    [("n", ">i2"), ("dl", ">i4"), ("device_id", ">i4"), ("tl", ">i4"), ("t", ">i8"),
-     ("al", ">i4"), ("lat", ">f8"), ("ol", ">i4"), ("lon", ">f8")]
-)  # fmt: skip
-# The constant bounds let TimescaleDB skip the chunks outside every window (COPY binds them client side).
-_FIXES = """SELECT p.device_id, p.fix_time, p.lat, p.lon
+_FIELDS = (
+    Field("device_id", "p.device_id", "integer"),
+    Field("t_us", "p.fix_time", "timestamptz"),
+    Field("lat", "p.lat", "double precision"),
+    Field("lon", "p.lon", "double precision"),
+)
+# The constant bounds let TimescaleDB skip the chunks outside every window (store.columns binds them client side).
+_FIXES = f"""SELECT {packed(_FIELDS)}
 FROM positions p JOIN unnest(%s::integer[], %s::timestamptz[], %s::timestamptz[]) AS w (device_id, since, until)
   ON p.device_id = w.device_id AND p.fix_time BETWEEN w.since AND w.until
 WHERE p.fix_time BETWEEN %s AND %s AND p.valid
@@ -49,28 +50,10 @@ class Fixes:
 async def fixes(conn: psycopg.AsyncConnection, windows: Mapping[int, tuple[datetime, datetime]]) -> Fixes:
     """The valid fixes of each device from its window's start to its end (both included)."""
     if not windows:
-        return _decode(HEADER + TRAILER)
+        return Fixes(*(np.empty(0, f.dtype) for f in _FIELDS))
     ids = sorted(windows)
     since, until = [windows[i][0] for i in ids], [windows[i][1] for i in ids]
-    chunks: list[bytes] = []
-    query = f"COPY ({_FIXES}) TO STDOUT (FORMAT BINARY)"
-    async with conn.cursor().copy(query, (ids, since, until, min(since), max(until))) as copy:  # type: ignore[arg-type]
-        async for block in copy:
-            chunks.append(bytes(block))
-    return _decode(b"".join(chunks))
-
-
-def _decode(data: bytes) -> Fixes:
-    if not data.startswith(HEADER[:11]) or data[-2:] != TRAILER:
-        raise ValueError("not a whole binary COPY stream")
-    start = 19 + int.from_bytes(data[15:19], "big")  # signature, flags, header extension
-    rows = np.frombuffer(data[start:-2], dtype=_ROW)
-    return Fixes(
-        rows["device_id"].astype(np.int32),
-        rows["t"].astype(np.int64) + PG_EPOCH_US,
-        rows["lat"].astype(np.float64),
-        rows["lon"].astype(np.float64),
-    )
+    return Fixes(**await fetch(conn, _FIXES, (ids, since, until, min(since), max(until)), _FIELDS))
 
 
 async def last_fix_before(

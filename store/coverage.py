@@ -1,7 +1,7 @@
 """Coverage per shift: the fixes it is computed from, its results, and the shifts already computed.
 
-Fixes come out as numpy columns in binary COPY (the machinery of store.live_state): a shift of a
-whole sanitation fleet is a few hundred thousand rows.
+Fixes come out as numpy columns (store.columns): a shift of a whole sanitation fleet is a few hundred
+thousand rows.
 """
 
 from __future__ import annotations
@@ -10,20 +10,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
 import psycopg
 
-from store.live_state import Columns, _copy_out, _nan, _us
+from store.columns import Columns, Field, fetch, packed
 
-# The columns of `fixes`, in COPY order: (name, numpy dtype, big-endian wire type).
+# The columns of `fixes`, in the order of the result.
 _FIXES = (
-    ("device_id", np.int32, ">i4"),
-    ("fix_time_us", np.int64, ">i8"),
-    ("lat", np.float64, ">f8"),
-    ("lon", np.float64, ">f8"),
-    ("speed_kmh", np.float32, ">f4"),
+    Field("device_id", "device_id", "integer"),
+    Field("fix_time_us", "fix_time", "timestamptz"),
+    Field("lat", "lat", "double precision"),
+    Field("lon", "lon", "double precision"),
+    Field("speed_kmh", "speed_kmh", "real"),
 )
-_FIX_QUERY = f"""SELECT device_id, {_us("fix_time")}, lat, lon, {_nan("speed_kmh", "real")} FROM positions
+_FIX_QUERY = f"""SELECT {packed(_FIXES)} FROM positions
 WHERE device_id = ANY(%s::integer[]) AND fix_time >= %s AND fix_time < %s AND valid
 ORDER BY device_id, fix_time"""
 
@@ -31,7 +30,7 @@ ORDER BY device_id, fix_time"""
 async def fixes(conn: psycopg.AsyncConnection, device_ids: Sequence[int], start: datetime, end: datetime) -> Columns:
     """The valid fixes of the devices in [start, end): device_id, fix_time_us, lat, lon, speed_kmh (NaN when not
     reported), sorted by device and fix time."""
-    return await _copy_out(conn, _FIX_QUERY, (list(device_ids), start, end), _FIXES)
+    return await fetch(conn, _FIX_QUERY, (list(device_ids), start, end), _FIXES)
 
 
 @dataclass(frozen=True, slots=True)

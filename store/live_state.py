@@ -1,43 +1,45 @@
 """The saved live state (`device_latest`), the catch-up from positions after it, and the device catalog.
 
-Columns move as numpy arrays in binary COPY both ways: 100,000 devices are a few megabytes and
-take well under a second, where a row at a time would take many. Times are microseconds since
-the Unix epoch (UTC); a missing time is -1 and a missing number NaN, in and out: the SQL turns
-them into NULL and back, so every COPY row has the same width and numpy reads it in one step.
+Columns move as numpy arrays both ways: in by binary COPY, out through store.columns. 100,000
+devices are a few megabytes and take well under a second, where a row at a time would take many.
+Times are microseconds since the Unix epoch (UTC); a missing time is -1 and a missing number NaN,
+in and out (store.columns' conventions): the SQL turns them into NULL on the way in.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 
+from store.columns import Columns, Field, fetch, packed
 from store.copy_binary import HEADER, TRAILER
-
-Columns = dict[str, npt.NDArray[Any]]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# The columns of save_latest / load_latest, in COPY order: (name, numpy dtype, big-endian wire type).
+# The columns of load_latest (and newest_fixes, positions_since), in the order of the result.
 _LATEST = (
-    ("device_id", np.int32, ">i4"),
-    ("fix_time_us", np.int64, ">i8"),
-    ("lat", np.float64, ">f8"),
-    ("lon", np.float64, ">f8"),
-    ("speed_kmh", np.float32, ">f4"),
-    ("course", np.float32, ">f4"),
-    ("last_seen_us", np.int64, ">i8"),
+    Field("device_id", "device_id", "integer"),
+    Field("fix_time_us", "fix_time", "timestamptz"),
+    Field("lat", "lat", "double precision"),
+    Field("lon", "lon", "double precision"),
+    Field("speed_kmh", "speed_kmh", "real"),
+    Field("course", "course", "real"),
+    Field("last_seen_us", "last_seen", "timestamptz"),
 )
-# positions_since: the same, with the newest receive time of the device where load has last_seen.
-_SINCE = (*_LATEST[:-1], ("receive_time_us", np.int64, ">i8"))
-
-
-def _us(column: str) -> str:
-    """A timestamptz as microseconds since the Unix epoch, -1 for NULL (numeric arithmetic: exact)."""
-    return f"coalesce((extract(epoch FROM {column}) * 1000000)::bigint, -1)"
+# save_latest's columns in COPY order, as (name, big-endian type): those of the staging table below.
+_SAVE = (
+    ("device_id", ">i4"),
+    ("fix_time_us", ">i8"),
+    ("lat", ">f8"),
+    ("lon", ">f8"),
+    ("speed_kmh", ">f4"),
+    ("course", ">f4"),
+    ("last_seen_us", ">i8"),
+)
 
 
 def _ts(column: str) -> str:
@@ -45,48 +47,17 @@ def _ts(column: str) -> str:
     return f"CASE WHEN {column} >= 0 THEN timestamptz 'epoch' + {column} * interval '1 microsecond' END"
 
 
-def _nan(column: str, kind: str) -> str:
-    return f"coalesce({column}, 'NaN'::{kind})"
-
-
-def _wire(fields: tuple[tuple[str, Any, str], ...]) -> np.dtype[Any]:
-    """One binary COPY tuple of non-NULL fixed-width fields: field count, then length + value each."""
+def _encode(cols: Columns) -> bytes:
+    """The columns as binary COPY tuples of non-NULL fixed-width fields: field count, then length + value each."""
     parts: list[tuple[str, str]] = [("count", ">i2")]
-    for name, _, wire in fields:
+    for name, wire in _SAVE:
         parts += [(f"{name}_len", ">i4"), (name, wire)]
-    return np.dtype(parts)
-
-
-def _encode(fields: tuple[tuple[str, Any, str], ...], cols: Columns) -> bytes:
-    n = len(cols[fields[0][0]])
-    rows = np.empty(n, dtype=_wire(fields))
-    rows["count"] = len(fields)
-    for name, _, wire in fields:
+    rows = np.empty(len(cols["device_id"]), dtype=np.dtype(parts))
+    rows["count"] = len(_SAVE)
+    for name, wire in _SAVE:
         rows[f"{name}_len"] = np.dtype(wire).itemsize
         rows[name] = cols[name]
     return HEADER + rows.tobytes() + TRAILER
-
-
-def _decode(fields: tuple[tuple[str, Any, str], ...], data: bytes) -> Columns:
-    if not data.startswith(HEADER[:11]):
-        raise ValueError("not a binary COPY stream")
-    start = 19 + int.from_bytes(data[15:19], "big")  # signature, flags, header extension length
-    if data[-2:] != TRAILER:
-        raise ValueError("binary COPY stream without its trailer")
-    wire = _wire(fields)
-    rows = np.frombuffer(data[start:-2], dtype=wire)
-    for name, _, kind in fields:
-        if rows.size and not (rows[f"{name}_len"] == np.dtype(kind).itemsize).all():
-            raise ValueError(f"unexpected NULL or width in column {name}")
-    return {name: rows[name].astype(dtype) for name, dtype, _ in fields}
-
-
-async def _copy_out(conn: psycopg.AsyncConnection, query: str, params: tuple[Any, ...], fields: Any) -> Columns:
-    chunks: list[bytes] = []
-    async with conn.cursor().copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)", params) as copy:  # type: ignore[arg-type]
-        async for block in copy:
-            chunks.append(bytes(block))
-    return _decode(fields, b"".join(chunks))
 
 
 _STAGE = """CREATE TEMP TABLE device_latest_in (
@@ -144,25 +115,27 @@ async def save_latest(
     async with conn.transaction():
         await conn.execute(_STAGE)
         async with conn.cursor().copy(_COPY_IN) as copy:
-            await copy.write(_encode(_LATEST, cols))
+            await copy.write(_encode(cols))
         cur = await conn.execute(_UPSERT)  # type: ignore[arg-type]
         return cur.rowcount
 
 
-_LOAD = f"""SELECT device_id, {_us("fix_time")}, {_nan("lat", "float8")}, {_nan("lon", "float8")},
-    {_nan("speed_kmh", "real")}, {_nan("course", "real")}, {_us("last_seen")}
-FROM device_latest ORDER BY device_id"""
+_LOAD = f"SELECT {packed(_LATEST)} FROM device_latest ORDER BY device_id"
 
 
 async def load_latest(conn: psycopg.AsyncConnection) -> Columns:
     """The saved state: device_id, fix_time_us, lat, lon, speed_kmh, course, last_seen_us, sorted by device."""
-    return await _copy_out(conn, _LOAD, (), _LATEST)
+    return await fetch(conn, _LOAD, (), _LATEST)
 
 
 # One index probe per device (newest first, LIMIT 1: TimescaleDB stops at the newest chunk holding a row),
 # rather than a scan of the whole history for the newest row of each device.
-_NEWEST = f"""SELECT d.id, {_us("p.fix_time")}, p.lat, p.lon, {_nan("p.speed_kmh", "real")},
-    {_nan("p.course", "real")}, {_us("p.receive_time")}
+_NEWEST_FIX = (
+    Field("device_id", "d.id", "integer"),
+    *(f._replace(sql=f"p.{f.sql}") for f in _LATEST[1:-1]),
+    Field("last_seen_us", "p.receive_time", "timestamptz"),
+)
+_NEWEST = f"""SELECT {packed(_NEWEST_FIX)}
 FROM devices d CROSS JOIN LATERAL (
     SELECT fix_time, lat, lon, speed_kmh, course, receive_time FROM positions
     WHERE device_id = d.id ORDER BY fix_time DESC LIMIT 1
@@ -172,18 +145,18 @@ FROM devices d CROSS JOIN LATERAL (
 async def newest_fixes(conn: psycopg.AsyncConnection) -> Columns:
     """Each device's newest stored fix, in the form of load_latest (last_seen_us: when it was received): the
     state to start from when none was saved (a first start on a database loaded with history)."""
-    return await _copy_out(conn, _NEWEST, (), _LATEST)
+    return await fetch(conn, _NEWEST, (), _NEWEST_FIX)
 
 
 # positions is a hypertable partitioned on fix_time with no index on receive_time: a filter on
 # receive_time alone would read every chunk of the retention period. The fix-time bound lets
-# TimescaleDB exclude all chunks but the newest one or two (client-side binding in COPY makes it a
+# TimescaleDB exclude all chunks but the newest one or two (store.columns binds it client-side, a
 # plan-time constant); those are still read whole, which a restart pays once and which is cheaper
 # than indexing receive_time on every stored row. The bound only drops rows received after the
 # save whose fix is older than the lookback, i.e. late backfill, which cannot be a device's newest
 # fix once it has reported live again (and the next live report sets the state anyway).
-_SINCE_QUERY = f"""SELECT DISTINCT ON (device_id) device_id, {_us("fix_time")}, lat, lon,
-    {_nan("speed_kmh", "real")}, {_nan("course", "real")}, {_us("max(receive_time) OVER (PARTITION BY device_id)")}
+_SINCE = (*_LATEST[:-1], Field("receive_time_us", "max(receive_time) OVER (PARTITION BY device_id)", "timestamptz"))
+_SINCE_QUERY = f"""SELECT DISTINCT ON (device_id) {packed(_SINCE)}
 FROM positions
 WHERE receive_time > %s AND fix_time > %s
 ORDER BY device_id, fix_time DESC"""
@@ -201,7 +174,7 @@ async def positions_since(
     saved state, when it was taken. The overlap costs nothing, as applying a fix twice changes nothing.
     """
     since = _EPOCH + timedelta(microseconds=receive_time_us)
-    return await _copy_out(conn, _SINCE_QUERY, (since, since - fix_lookback), _SINCE)
+    return await fetch(conn, _SINCE_QUERY, (since, since - fix_lookback), _SINCE)
 
 
 class CatalogDevice(NamedTuple):

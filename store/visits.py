@@ -1,9 +1,7 @@
 """Fixes in a set of H3 cells during a time window: the read behind "who was here" (positions_cell_time).
 
-The rows come back as one row of five binary strings, one per column (`string_agg` of each value's
-binary send form), and become numpy arrays without a Python object per fix: a night at a depot is
-a couple of hundred thousand fixes, which a binary COPY (a message and a Python step per row) took
-0.8-2.4 s to read and this takes about 0.2 s. The values are bound client-side as literals, so the
+The rows become numpy arrays through store.columns, without a Python object per fix: a night at a
+depot is a couple of hundred thousand fixes. The values are bound client-side as literals, so the
 planner sees the cells and the window as constants and excludes the chunks outside the window.
 """
 
@@ -18,7 +16,7 @@ import numpy.typing as npt
 import psycopg
 from psycopg import sql
 
-from store.copy_binary import PG_EPOCH_US
+from store.columns import Field, fetch, packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +31,13 @@ class CellFixes:
         return len(self.device_id)
 
 
-# Each column's binary send function and its type in the binary string (big-endian, as sent).
-_COLUMNS = (
-    ("device_id", "int4send", ">i4"),
-    ("fix_time", "timestamptz_send", ">i8"),  # microseconds since 2000-01-01
-    ("lat", "float8send", ">f8"),
-    ("lon", "float8send", ">f8"),
-    ("h3_cell", "int8send", ">i8"),
+_FIELDS = (
+    Field("device_id", "p.device_id", "integer"),
+    Field("fix_time", "p.fix_time", "timestamptz"),
+    Field("lat", "p.lat", "double precision"),
+    Field("lon", "p.lon", "double precision"),
+    Field("h3_cell", "p.h3_cell", "bigint"),
 )
-_AGGREGATES = sql.SQL(", ").join(sql.SQL(f"string_agg({send}({name}), '')") for name, send, _ in _COLUMNS)
-_NAMES = sql.SQL(", ").join(sql.SQL(f"p.{name}") for name, _, _ in _COLUMNS)
 
 
 async def in_cells(
@@ -76,15 +71,7 @@ async def in_cells(
         devices.append(sql.SQL("kind::text = ANY({})").format(list(kinds)))
     if devices:
         where.append(sql.SQL("p.device_id IN (SELECT id FROM devices WHERE {})").format(sql.SQL(" AND ").join(devices)))
-    query = sql.SQL("SELECT {} FROM (SELECT {} FROM positions p WHERE {} LIMIT {}) f").format(
-        _AGGREGATES, _NAMES, sql.SQL(" AND ").join(where), limit
+    query = sql.SQL("SELECT {} FROM positions p WHERE {} LIMIT {}").format(
+        sql.SQL(packed(_FIELDS)), sql.SQL(" AND ").join(where), limit
     )
-    cur = conn.cursor(binary=True)
-    await cur.execute(query)
-    row = await cur.fetchone()
-    assert row is not None  # an aggregate without GROUP BY: always one row
-    device_id, fix_time, lat, lon, cell = (
-        np.frombuffer(blob or b"", dtype=kind).astype(kind[1:])
-        for blob, (_, _, kind) in zip(row, _COLUMNS, strict=True)
-    )
-    return CellFixes(device_id, fix_time + PG_EPOCH_US, lat, lon, cell)
+    return CellFixes(**await fetch(conn, query, None, _FIELDS))
