@@ -37,14 +37,14 @@ from psycopg_pool import AsyncConnectionPool
 from alerts.conditions import RUN_RULES, Where, checks, evidence, site_kinds
 from alerts.listeners import Listener, tell
 from alerts.offline import Devices, OfflineWatcher
-from alerts.runs import RunTracker
+from alerts.runs import FixClock, RunTracker
 from alerts.scope import rule_applies
 from alerts.unloading import UnloadTracker
 from alerts.zone_facts import ZoneFacts, Zones
 from geofence.service import units_below
 from geofence.transitions import Transition
 from store import alerts, users
-from store.alerts import Alert, NewAlert, Rule
+from store.alerts import EndAlert, NewAlert, Rule
 from store.batch import PositionBatch
 
 log = logging.getLogger("telematics.alerts")
@@ -52,8 +52,7 @@ log = logging.getLogger("telematics.alerts")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # (device ids) -> (kind code per device (index in KINDS, -1 unknown), unit id per device (-1 none))
 DeviceInfo = Callable[[npt.NDArray[np.int32]], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]
-_End = tuple[int, int, int | None, datetime, bool]  # device, rule, zone, end time, late
-_Change = NewAlert | _End
+_Change = NewAlert | EndAlert
 # What starts and what ends each zone rule: (zone kind, raised on entering?)
 ZONE_RULES = {"forbidden_zone": ("forbidden", True), "off_route": ("muck_route", False)}
 RULE_KINDS = (*ZONE_RULES, *RUN_RULES, "offline", "coverage", "attendance")
@@ -86,6 +85,7 @@ class AlertEngine:
         self._below: dict[int, set[int]] = {}
         self._queue: asyncio.Queue[list[_Change]] = asyncio.Queue()
         self._runs: dict[tuple[int, str], RunTracker] = {}
+        self._clock = FixClock()  # what the rules over fixes have evaluated: one for all of them
         self._unloads: dict[int, UnloadTracker] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
@@ -140,7 +140,7 @@ class AlertEngine:
                                  t.late, evidence)
                     )  # fmt: skip
                 else:
-                    changes.append((t.device_id, rule.id, t.zone_id, _time(t.began_us), t.late))
+                    changes.append(EndAlert(t.device_id, rule.id, t.zone_id, _time(t.began_us), t.late))
         self.put(changes)
 
     def committed(self, batch: PositionBatch, row: _Rows, zone: _Ids) -> None:
@@ -160,20 +160,24 @@ class AlertEngine:
             return in_kinds[key]
 
         where = Where(inside, lambda: self.facts.speed_limit(n, row, zone), np.zeros(n, dtype=bool))
+        scopes: dict[tuple[tuple[str, ...] | None, int | None], npt.NDArray[np.bool_]] = {}
         changes: list[_Change] = []
         for rule in rules:
-            applies = self.applies_many(rule, kind, unit)
+            scope = (None if rule.device_kinds is None else tuple(rule.device_kinds), rule.org_unit_id)
+            if scope not in scopes:  # rules of the same kinds and unit share the answer
+                scopes[scope] = self.applies_many(rule, kind, unit)
+            applies = scopes[scope]
             seen = where
             if rule.kind == "dumping":
                 unloads = self._unloads.setdefault(rule.id, UnloadTracker())
                 changes += self._unloaded(rule, unloads, batch, inside(site_kinds(rule.params)), applies)
                 seen = replace(where, reports_load=unloads.reports_load(batch.device_id))
             for check in checks(rule, applies, batch, seen):
-                tracker = self._runs.setdefault((rule.id, check.part), RunTracker())
+                tracker = self._runs.setdefault((rule.id, check.part), RunTracker(self._clock))
                 for run in tracker.feed(batch.device_id, batch.fix_time, check.holds, check.value, check.limit,
                                         check.min_s):  # fmt: skip
                     if run.ended:
-                        changes.append((run.device_id, rule.id, None, _time(run.at_us), False))
+                        changes.append(EndAlert(run.device_id, rule.id, None, _time(run.at_us), False))
                         continue
                     shown = evidence(rule, check.part, run.peak, run.limit)
                     shown.update(_where(batch, run.row), raised_at_fix=_time(run.at_us).isoformat())
@@ -181,6 +185,7 @@ class AlertEngine:
                         NewAlert(_time(run.began_us), run.device_id, rule.id, None, rule.kind, rule.severity, False,
                                  shown)
                     )  # fmt: skip
+        self._clock.advance(batch.device_id, batch.fix_time)
         self.put(changes)
 
     def _unloaded(
@@ -204,7 +209,7 @@ class AlertEngine:
             changes.append(
                 NewAlert(_time(u.loaded_us), u.device_id, rule.id, None, rule.kind, rule.severity, False, shown)
             )
-            changes.append((u.device_id, rule.id, None, _time(u.empty_us), False))
+            changes.append(EndAlert(u.device_id, rule.id, None, _time(u.empty_us), False))
         return changes
 
     def put(self, changes: list[_Change]) -> None:
@@ -238,17 +243,10 @@ class AlertEngine:
         return rule_applies(rule, kind, unit, self._below)
 
     async def _write(self, changes: list[_Change]) -> None:
-        """In the order they happened: the end of an alert before a new start of the same one. Each alert is
-        read back right after its change, so the listeners see every step (raised, then ended) even when
-        both are in one batch."""
-        shown: list[Alert] = []
+        """In the order they happened: the end of an alert before a new start of the same one; the listeners
+        see every step (raised, then ended) even when both are in one batch."""
         async with self.pool.connection() as conn:
-            for change in changes:
-                if isinstance(change, NewAlert):
-                    changed = await alerts.raise_alerts(conn, [change])
-                else:
-                    changed = await alerts.end_alerts(conn, *change)
-                shown += [a for a in [await alerts.get(conn, i) for i in changed] if a is not None]
+            shown = await alerts.apply(conn, changes)
         tell(self.listeners, shown)
 
 

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from alerts import windows
 from store import alerts
-from store.alerts import NewAlert, Rule
+from store.alerts import EndAlert, NewAlert, Rule
 
 log = logging.getLogger("telematics.alerts")
 
@@ -91,7 +91,7 @@ class OfflineWatcher:
             i = slot.get(device)
             began_us = round((began - _EPOCH).total_seconds() * 1e6)
             if i is not None and int(seen[i]) > began_us:
-                changes.append((device, rule_id, None, _time(int(seen[i])), False))
+                changes.append(EndAlert(device, rule_id, None, _time(int(seen[i])), False))
             else:
                 open_.add((device, rule_id))
         kind, unit = self.device_info(ids.astype(np.int32))

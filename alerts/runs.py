@@ -3,8 +3,9 @@
 A run begins at the first fix where the condition holds and is raised once it has held for `min_s`
 seconds of fix time (a single fast fix from GPS noise raises no overspeed); the first fix where it
 no longer holds ends it. Only fixes newer than the device's last evaluated one count (a backfill
-is history, shown in replay). Most fixes meet no condition: only the fixes of devices where it
-holds (in this batch or at the end of the last) cost a Python step.
+is history, shown in replay); what was evaluated is a `FixClock`, which the rules of one engine share.
+Most fixes meet no condition: only the fixes of devices where it holds (in this batch or at the end of
+the last) cost a Python step.
 """
 
 from __future__ import annotations
@@ -34,10 +35,39 @@ class _Run:
     limit: float = 0.0
 
 
-class RunTracker:
+class FixClock:
+    """Each device's newest evaluated fix time, in an array indexed by device id (ids are the devices
+    table's serial numbers): which fixes of a batch are late, for every rule at once."""
+
     def __init__(self) -> None:
+        self._newest = np.full(1024, -1, dtype=np.int64)
+
+    def _slots(self, device_id: npt.NDArray[np.integer]) -> npt.NDArray[np.intp]:
+        ids = np.asarray(device_id, dtype=np.intp)
+        if len(ids) and int(ids.max()) >= len(self._newest):
+            grown = np.full(max(int(ids.max()) + 1, 2 * len(self._newest)), -1, dtype=np.int64)
+            grown[: len(self._newest)] = self._newest
+            self._newest = grown
+        return ids
+
+    def fresh(self, device_id: npt.NDArray[np.integer], fix_time_us: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Per fix: newer than every fix of its device evaluated before this batch."""
+        slots = self._slots(device_id)  # first: it may grow the array
+        return np.asarray(fix_time_us) > self._newest[slots]
+
+    def advance(self, device_id: npt.NDArray[np.integer], fix_time_us: npt.NDArray[np.int64]) -> None:
+        """The batch is evaluated: what is older than its fixes is late from now on."""
+        slots = self._slots(device_id)
+        np.maximum.at(self._newest, slots, np.asarray(fix_time_us, dtype=np.int64))
+
+
+class RunTracker:
+    def __init__(self, clock: FixClock | None = None) -> None:
+        """`clock`: shared with other trackers and advanced by their owner once per batch; without one the
+        tracker keeps and advances its own."""
         self._runs: dict[int, _Run] = {}
-        self._last: dict[int, int] = {}
+        self._own = clock is None
+        self.clock = clock or FixClock()
 
     def feed(
         self,
@@ -53,21 +83,21 @@ class RunTracker:
         limit = np.asarray(limit, dtype=np.float64)
         device_id = np.asarray(device_id)
         over = np.asarray(holds, dtype=bool)
+        fresh = self.clock.fresh(device_id, fix_time_us)
         busy = np.fromiter(self._runs, dtype=np.int64, count=len(self._runs))
         # Every fix of a device that is over the limit in this batch or was at its end: a fix under the
         # limit in between must end the run.
         involved = np.union1d(busy, device_id[over])
         pick = np.flatnonzero(np.isin(device_id, involved))
         if not len(pick):
-            self._advance(device_id, fix_time_us)
+            self._advanced(device_id, fix_time_us)
             return []
         pick = pick[np.lexsort((fix_time_us[pick], device_id[pick]))]
         min_us = round(min_s * 1e6)
         out: list[Run] = []
-        last = self._last
         for i in pick.tolist():
             did, t = int(device_id[i]), int(fix_time_us[i])
-            if t <= last.get(did, -1):
+            if not fresh[i]:
                 continue  # late: not evaluated
             run = self._runs.get(did)
             if over[i]:
@@ -82,17 +112,9 @@ class RunTracker:
                 if run.raised:
                     out.append(Run(did, run.since_us, t, True, run.peak, run.limit, i))
                 del self._runs[did]
-        self._advance(device_id, fix_time_us)
+        self._advanced(device_id, fix_time_us)
         return out
 
-    def _advance(self, device_id: npt.NDArray[np.integer], fix_time_us: npt.NDArray[np.int64]) -> None:
-        """Remember each device's newest fix (what is older from now on is late)."""
-        if not len(device_id):
-            return
-        order = np.lexsort((fix_time_us, device_id))
-        ids = np.asarray(device_id)[order]
-        newest = np.r_[ids[1:] != ids[:-1], True]
-        last = self._last
-        for did, t in zip(ids[newest].tolist(), np.asarray(fix_time_us)[order][newest].tolist(), strict=True):
-            if t > last.get(did, -1):
-                last[did] = t
+    def _advanced(self, device_id: npt.NDArray[np.integer], fix_time_us: npt.NDArray[np.int64]) -> None:
+        if self._own:
+            self.clock.advance(device_id, fix_time_us)

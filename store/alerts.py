@@ -59,11 +59,36 @@ class NewAlert:
 
 
 _RULE = "id, name, kind, params, device_kinds::text[], org_unit_id, severity, enabled"
-_ALERT = (
+_ALERT_OF = (
     "a.id, a.started_at, a.ended_at, a.device_id, d.uid, d.org_unit_id, a.rule_id, r.name, a.zone_id, a.kind,"
     " a.severity, a.state::text, a.late, a.evidence, a.raised_at, a.ack_by, a.ack_at, a.ack_comment, a.closed_at"
-    " FROM alerts a JOIN devices d ON d.id = a.device_id JOIN alert_rules r ON r.id = a.rule_id"
+    " FROM {} a JOIN devices d ON d.id = a.device_id JOIN alert_rules r ON r.id = a.rule_id"
 )
+_ALERT = _ALERT_OF.format("alerts")
+# A raise or an end that answers the alert as it stands after it: one statement, so that a batch of changes
+# goes to the server at once (pipeline) and each listener still sees every step.
+_INSERT = (
+    "INSERT INTO alerts (started_at, device_id, rule_id, zone_id, kind, severity, late, evidence)"
+    " SELECT %s, %s, %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM alerts"
+    " WHERE device_id = %s AND rule_id = %s AND zone_id IS NOT DISTINCT FROM %s AND ended_at IS NULL"
+    " AND late = %s AND kind = %s) RETURNING {}"
+)
+_END = (
+    "UPDATE alerts SET ended_at = %s WHERE device_id = %s AND rule_id = %s AND zone_id IS NOT DISTINCT FROM %s"
+    " AND ended_at IS NULL AND late = %s AND started_at <= %s AND (%s::text IS NULL OR kind = %s) RETURNING {}"
+)
+_RAISED = f"WITH changed AS ({_INSERT.format('*')}) SELECT {_ALERT_OF.format('changed')}"
+_ENDED = f"WITH changed AS ({_END.format('*')}) SELECT {_ALERT_OF.format('changed')}"
+
+
+@dataclass(frozen=True, slots=True)
+class EndAlert:
+    device_id: int
+    rule_id: int
+    zone_id: int | None
+    ended_at: datetime
+    late: bool
+    kind: str | None = None  # None: whatever kind the rule raised
 
 
 async def rules(conn: psycopg.AsyncConnection, *, enabled_only: bool = False) -> list[Rule]:
@@ -106,22 +131,39 @@ async def update_rule(conn: psycopg.AsyncConnection, rule_id: int, changes: dict
     return cur.rowcount > 0
 
 
+def _insert_params(a: NewAlert) -> tuple[Any, ...]:
+    return (
+        a.started_at, a.device_id, a.rule_id, a.zone_id, a.kind, a.severity, a.late, Jsonb(a.evidence),
+        a.device_id, a.rule_id, a.zone_id, a.late, a.kind,
+    )  # fmt: skip
+
+
+def _end_params(e: EndAlert) -> tuple[Any, ...]:
+    return (e.ended_at, e.device_id, e.rule_id, e.zone_id, e.late, e.ended_at, e.kind, e.kind)
+
+
+async def apply(conn: psycopg.AsyncConnection, changes: Sequence[NewAlert | EndAlert]) -> list[Alert]:
+    """Raise and end alerts in order, in one transaction sent at once; each alert changed, as it stood right
+    after its change (an alert raised and ended in one batch comes twice: raised, then ended). A raise is
+    skipped while the same device, rule, zone and kind has an alert going on (a rule may raise alerts of
+    several kinds that overlap in time)."""
+    async with conn.transaction():
+        async with conn.pipeline():
+            cursors = [
+                await conn.execute(_RAISED, _insert_params(c))  # type: ignore[arg-type]
+                if isinstance(c, NewAlert)
+                else await conn.execute(_ENDED, _end_params(c))  # type: ignore[arg-type]
+                for c in changes
+            ]
+        return [Alert(*row) for cur in cursors for row in await cur.fetchall()]
+
+
 async def raise_alerts(conn: psycopg.AsyncConnection, new: Sequence[NewAlert]) -> list[int]:
-    """Insert alerts, skipping one whose device, rule, zone and kind already have an alert going on (a rule
-    may raise alerts of several kinds that overlap in time); their ids."""
+    """Insert alerts (skipped as `apply` says); their ids."""
     ids = []
     async with conn.transaction():
         for a in new:
-            cur = await conn.execute(
-                "INSERT INTO alerts (started_at, device_id, rule_id, zone_id, kind, severity, late, evidence)"
-                " SELECT %s, %s, %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM alerts"
-                " WHERE device_id = %s AND rule_id = %s AND zone_id IS NOT DISTINCT FROM %s AND ended_at IS NULL"
-                " AND late = %s AND kind = %s) RETURNING id",
-                (
-                    a.started_at, a.device_id, a.rule_id, a.zone_id, a.kind, a.severity, a.late, Jsonb(a.evidence),
-                    a.device_id, a.rule_id, a.zone_id, a.late, a.kind,
-                ),
-            )  # fmt: skip
+            cur = await conn.execute(_INSERT.format("id"), _insert_params(a))
             row = await cur.fetchone()
             if row is not None:
                 ids.append(int(row[0]))
@@ -138,11 +180,8 @@ async def end_alerts(
     kind: str | None = None,
 ) -> list[int]:
     """The condition is over: the going-on alerts of this device, rule and zone (and kind) get their end time."""
-    cur = await conn.execute(
-        "UPDATE alerts SET ended_at = %s WHERE device_id = %s AND rule_id = %s AND zone_id IS NOT DISTINCT FROM %s"
-        " AND ended_at IS NULL AND late = %s AND started_at <= %s AND (%s::text IS NULL OR kind = %s) RETURNING id",
-        (ended_at, device_id, rule_id, zone_id, late, ended_at, kind, kind),
-    )
+    end = EndAlert(device_id, rule_id, zone_id, ended_at, late, kind)
+    cur = await conn.execute(_END.format("id"), _end_params(end))
     return [int(r[0]) for r in await cur.fetchall()]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alerts.runs import Run, RunTracker
+from alerts.runs import FixClock, Run, RunTracker
 
 S = 1_000_000
 T0 = 1_763_700_000 * S
@@ -38,3 +38,19 @@ def test_late_fixes_and_other_devices() -> None:
     assert _feed(tr, [(1, s, 99) for s in range(0, 60, 10)]) == []  # yesterday's speeds: history only
     got = _feed(tr, [(2, s, 99) for s in range(0, 30, 10)] + [(3, 0, 10)])
     assert [(o.device_id, o.ended) for o in got] == [(2, False)]
+
+
+def test_trackers_sharing_a_clock_judge_late_fixes_alike() -> None:
+    clock = FixClock()
+    fast, alarm = RunTracker(clock), RunTracker(clock)
+    device = np.array([5, 70_000])  # an id past the clock's first size: it grows
+    times = np.array([T0 + 100 * S, T0 + 100 * S], dtype=np.int64)
+    assert clock.fresh(device, times).tolist() == [True, True]
+    for tracker in (fast, alarm):
+        tracker.feed(device, times, np.array([False, False]), np.zeros(2), np.zeros(2), 0)
+    assert clock.fresh(device, times).tolist() == [True, True]  # trackers with a shared clock do not advance it
+    clock.advance(device, times)
+    earlier = times - 50 * S
+    assert clock.fresh(device, earlier).tolist() == [False, False]
+    for tracker in (fast, alarm):  # yesterday's alarm: history, no run
+        assert tracker.feed(device, earlier, np.array([True, True]), np.ones(2), np.zeros(2), 0) == []
