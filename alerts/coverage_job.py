@@ -36,7 +36,7 @@ from alerts.scope import rule_applies
 from geofence import shapes
 from geofence.coverage import Cells, measure, route_cells, visited_cells, working
 from geofence.service import GeofenceService, units_below
-from store import alerts, coverage, live_state, users, zones
+from store import alerts, coverage, devices, live_state, users, zones
 from store.alerts import Alert, NewAlert, Rule
 from store.coverage import ShiftResult
 from store.devices import KINDS
@@ -118,12 +118,15 @@ class CoverageJob:
             found = await zones.search(conn, unit_ids=None, with_unitless=True, kind=p.zone_kind, enabled=True)
             assigned = await zones.assignments_of(conn, [z.id for z in found])
             catalog = [d for d in await live_state.device_catalog(conn) if d.enabled]
+            existed = await devices.registered_before(conn, start)
             below = units_below(await users.all_units(conn)) if rule.org_unit_id is not None else {}
         device = np.array([d.id for d in catalog], dtype=np.int64)
         kind = np.array([KINDS.index(d.kind) for d in catalog], dtype=np.int64)
         unit = np.array([-1 if d.org_unit_id is None else d.org_unit_id for d in catalog], dtype=np.int64)
         scope = rule_applies(rule, kind, unit, below)
         device, kind, unit = device[scope], kind[scope], unit[scope]
+        # A vehicle assigned a route is judged even if it never drove, unless it was not registered yet then
+        # (and reported nothing in the shift).
         by_id = [(d, z.id) for z in found for d in assigned[z.id].devices]
         shaped = self._zones(found)
         results: list[ShiftResult] = []
@@ -132,7 +135,7 @@ class CoverageJob:
             async with self.pool.connection() as conn:
                 fixes = await coverage.fixes(conn, device[part].tolist(), start, end)
             measured = await asyncio.to_thread(
-                self._evaluate, p, shaped, device[part], kind[part], unit[part], by_id, fixes
+                self._evaluate, p, shaped, device[part], kind[part], unit[part], by_id, existed, fixes
             )
             results += [ShiftResult(rule.id, d, z, start, end, n, hit, share) for d, z, n, hit, share in measured]
         raised = await self._save(rule, p, start, end, results)
@@ -158,12 +161,14 @@ class CoverageJob:
         kind: _I64,
         unit: _I64,
         by_id: list[tuple[int, int]],
+        existed: set[int],
         fixes: Columns,
     ) -> list[tuple[int, int, int, int, float]]:
         """(device, zone, cells of the zone, cells visited, share) of each pair of these devices (sorted ids, their
         kind codes and units) and zones (see the module docstring); zones of no cells left out."""
         in_scope = set(device.tolist())
-        pairs = {(d, z) for d, z in by_id if d in in_scope and z in found}
+        expected = existed | set(np.unique(fixes["device_id"]).tolist())
+        pairs = {(d, z) for d, z in by_id if d in in_scope and z in found and d in expected}
         if len(fixes["device_id"]):
             ok = np.flatnonzero(working(fixes["speed_kmh"], p.min_speed_kmh, p.max_speed_kmh))
             point, zone = self.geofence.index.containing(fixes["lat"][ok], fixes["lon"][ok])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -196,3 +197,9 @@ async def update(conn: psycopg.AsyncConnection, device_id: int, changes: dict[st
         (*changes.values(), device_id),
     )
     return cur.rowcount > 0
+
+
+async def registered_before(conn: psycopg.AsyncConnection, t: datetime) -> set[int]:
+    """The ids of the devices registered before a time."""
+    cur = await conn.execute("SELECT id FROM devices WHERE created_at < %s", (t,))
+    return {int(r[0]) for r in await cur.fetchall()}

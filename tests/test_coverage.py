@@ -121,7 +121,8 @@ async def test_sweepers_covering_seventy_percent_all_and_too_fast(server: Server
         async with asyncio.timeout(5):
             while len(pushed) < 2:
                 doc = json.loads((await ws.receive()).data)
-                if doc["type"] == "alert" and doc["alert"]["rule"]["id"] == rule["id"]:
+                ours = doc["type"] == "alert" and doc["alert"]["device"] in {d for d, _ in sweepers}
+                if ours and doc["alert"]["rule"]["id"] == rule["id"]:  # (other tests' sweepers may be judged too)
                     pushed.add(doc["alert"]["device"])
 
     (part, full, fast) = sweepers
@@ -150,15 +151,20 @@ async def test_sweepers_covering_seventy_percent_all_and_too_fast(server: Server
     await CoverageJob(server.pool, server.geofence, []).run_once()
     await db.execute("DELETE FROM coverage_shifts WHERE rule_id = %s", (rule["id"],))
     await CoverageJob(server.pool, server.geofence, []).run_once()
-    cur = await db.execute("SELECT results FROM coverage_shifts WHERE rule_id = %s", (rule["id"],))
-    assert await cur.fetchall() == [(len(sweepers),)]
+    cur = await db.execute(
+        "SELECT s.results, (SELECT count(*) FROM shift_coverage c WHERE c.rule_id = s.rule_id"
+        " AND c.shift_start = s.shift_start) FROM coverage_shifts s WHERE s.rule_id = %s AND s.shift_start = %s",
+        (rule["id"], start),
+    )
+    ((recorded, stored),) = await cur.fetchall()  # (other tests' sweepers of the shift may be among them)
+    assert recorded == stored >= len(sweepers)
     for device_id, _ in sweepers:
         assert len(await _results(server, rule=rule["id"], device=device_id)) == 1
     assert len(await _coverage_alerts(server, part[0], rule["id"])) == 1
     assert len(await _coverage_alerts(server, fast[0], rule["id"])) == 1
     assert {r["device"] for r in await _results(server, rule=rule["id"], to=_z(start))} == set()
     listed = await _results(server, rule=rule["id"], **{"from": _z(start)})
-    assert {r["device"] for r in listed} == {d for d, _ in sweepers}
+    assert {d for d, _ in sweepers} <= {r["device"] for r in listed}  # with other tests' sweepers of the shift
     await _api(server, "PATCH", f"/api/rules/{rule['id']}", {"enabled": False})  # leave other tests' devices be
 
 
