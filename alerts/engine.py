@@ -232,6 +232,8 @@ class AlertEngine:
     async def _work(self) -> None:
         while True:
             changes = await self._queue.get()
+            while not self._queue.empty() and len(changes) < 5000:  # what waits goes along, in order
+                changes += self._queue.get_nowait()
             try:
                 await self._write(changes)
             except Exception:

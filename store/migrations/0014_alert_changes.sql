@@ -1,0 +1,41 @@
+-- A batch of alert changes applied in order in one statement: the rules raise and end hundreds of
+-- alerts a second at full load, and a round trip (or a pipelined statement) for each cost the server
+-- more than the rules themselves. Each change answers the alert as it stood right after it, so an
+-- alert raised and ended in one batch comes back twice (raised, then ended). A raise is skipped
+-- while the same device, rule, zone and kind has an alert going on (late ones apart).
+CREATE FUNCTION apply_alert_changes(changes jsonb) RETURNS SETOF alerts
+LANGUAGE plpgsql AS $$
+DECLARE
+    c jsonb;
+    r alerts;
+BEGIN
+    FOR c IN SELECT value FROM jsonb_array_elements(changes) LOOP
+        IF c ? 'started_at' THEN
+            INSERT INTO alerts (started_at, device_id, rule_id, zone_id, kind, severity, late, evidence)
+            SELECT (c->>'started_at')::timestamptz, (c->>'device_id')::integer, (c->>'rule_id')::integer,
+                   (c->>'zone_id')::integer, c->>'kind', (c->>'severity')::smallint, (c->>'late')::boolean,
+                   c->'evidence'
+            WHERE NOT EXISTS (
+                SELECT 1 FROM alerts
+                WHERE device_id = (c->>'device_id')::integer AND rule_id = (c->>'rule_id')::integer
+                  AND zone_id IS NOT DISTINCT FROM (c->>'zone_id')::integer AND ended_at IS NULL
+                  AND late = (c->>'late')::boolean AND kind = c->>'kind')
+            RETURNING * INTO r;
+            IF FOUND THEN
+                RETURN NEXT r;
+            END IF;
+        ELSE
+            FOR r IN
+                UPDATE alerts SET ended_at = (c->>'ended_at')::timestamptz
+                WHERE device_id = (c->>'device_id')::integer AND rule_id = (c->>'rule_id')::integer
+                  AND zone_id IS NOT DISTINCT FROM (c->>'zone_id')::integer AND ended_at IS NULL
+                  AND late = (c->>'late')::boolean AND started_at <= (c->>'ended_at')::timestamptz
+                  AND (c->>'kind' IS NULL OR kind = c->>'kind')
+                RETURNING *
+            LOOP
+                RETURN NEXT r;
+            END LOOP;
+        END IF;
+    END LOOP;
+END
+$$;
