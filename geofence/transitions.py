@@ -53,6 +53,9 @@ class _Device:
     late: _Device | None = None  # the sequence of late fixes being evaluated, while they come in order
 
 
+_NONE: frozenset[int] = frozenset()
+
+
 class Transitions:
     def __init__(self, *, confirm_fixes: int = 3, confirm_s: float = 30.0, max_accuracy_m: float = 100.0) -> None:
         if confirm_fixes < 1 or confirm_s <= 0:
@@ -80,9 +83,9 @@ class Transitions:
         device_id = np.asarray(device_id)
         fix_time_us = np.asarray(fix_time_us)
         usable = ~(np.asarray(accuracy_m, dtype=np.float64) > self.max_accuracy_m)  # NaN: no accuracy given
-        zones_of: dict[int, list[int]] = defaultdict(list)
+        zones_of: dict[int, set[int]] = defaultdict(set)
         for i, z in zip(np.asarray(point).tolist(), np.asarray(zone).tolist(), strict=True):
-            zones_of[i].append(z)
+            zones_of[i].add(z)
         order = np.lexsort((fix_time_us, device_id))
         order = order[usable[order]]
         out: list[Transition] = []
@@ -107,9 +110,19 @@ class Transitions:
                 out += self._walk(did, device.late, rows[:cut], times[:cut], zones_of, late=True)
                 device.late.last_us = times[cut - 1]
             if cut < len(rows):
-                out += self._walk(did, device, rows[cut:], times[cut:], zones_of, late=False)
+                if not self._steady(device, rows[cut:], zones_of):
+                    out += self._walk(did, device, rows[cut:], times[cut:], zones_of, late=False)
                 device.last_us = times[-1]
         return out
+
+    @staticmethod
+    def _steady(device: _Device, rows: list[int], zones_of: dict[int, set[int]]) -> bool:
+        """Whether every fix is in exactly the zones the device is settled inside, with no change pending:
+        nothing to walk (most devices, most of the time)."""
+        sides = device.zones  # only zones it is inside or might be entering are kept
+        if any(not side.inside or side.pending_since_us >= 0 for side in sides.values()):
+            return False
+        return all(zones_of.get(r, _NONE) == sides.keys() for r in rows)
 
     def _walk(
         self,
@@ -117,30 +130,36 @@ class Transitions:
         device: _Device,
         rows: list[int],
         times: list[int],
-        zones_of: dict[int, list[int]],
+        zones_of: dict[int, set[int]],
         *,
         late: bool,
     ) -> list[Transition]:
         """One device's fixes in time order, zone by zone."""
-        seen: set[int] = {z for r in rows for z in zones_of.get(r, ())}
+        found = [zones_of.get(r, _NONE) for r in rows]
+        seen: set[int] = set().union(*found)
         out: list[Transition] = []
-        for z in seen | set(device.zones):
+        for z in seen | device.zones.keys():
             side = device.zones.setdefault(z, _Side())
-            for r, t in zip(rows, times, strict=True):
-                observed = z in zones_of.get(r, ())
-                if observed == side.inside:
+            observed = [z in f for f in found]
+            if side.pending_since_us < 0 and (all(observed) if side.inside else not any(observed)):
+                if not side.inside:
+                    del device.zones[z]
+                continue  # on the side it was, all along: the common case
+            for was_inside, t in zip(observed, times, strict=True):
+                if was_inside == side.inside:
                     side.pending_since_us, side.pending_fixes = -1, 0
                     continue
                 if side.pending_since_us < 0:
                     side.pending_since_us = t
                 side.pending_fixes += 1
                 if side.pending_fixes >= self.confirm_fixes or t - side.pending_since_us >= self.confirm_us:
-                    out.append(Transition(did, z, observed, side.pending_since_us, t, late))
-                    side.inside = observed
+                    out.append(Transition(did, z, was_inside, side.pending_since_us, t, late))
+                    side.inside = was_inside
                     side.pending_since_us, side.pending_fixes = -1, 0
             if not side.inside and side.pending_since_us < 0:
                 del device.zones[z]  # outside with nothing pending: the default, kept by nobody
-        out.sort(key=lambda tr: (tr.confirmed_us, tr.zone_id))
+        if len(out) > 1:
+            out.sort(key=lambda tr: (tr.confirmed_us, tr.zone_id))
         return out
 
     def forget(self, device_ids: Iterable[int]) -> None:
