@@ -50,7 +50,7 @@ import numpy as np
 from bench import fleet as fleet_mod
 from bench import geofence as geofence_bench
 from geofence.shapes import Circle, Corridor, Polygon
-from store import admin, db, devices, positions, zones
+from store import admin, alerts, db, devices, positions, zones
 from store.batch import PositionBatch, PositionRow
 from store.devices import DeviceRecord
 from store.positions import PositionWriter
@@ -211,25 +211,42 @@ def zone_json(shape: Any) -> dict[str, Any]:
     raise TypeError(shape)
 
 
-# Zone kinds in turn, so that every rule over zones and fixes has work: speed zones lower the limit.
-ZONE_KINDS = ("forbidden", "generic", "speed_zone", "depot", "construction_site", "disposal_site", "muck_route",
-              "sanitation_route", "duty_grid")  # fmt: skip
+# A city's mix of zone kinds (shares): every rule over zones and fixes has work. Speed zones lower the
+# limit; routes and duty grids are assigned to a vehicle each, as a city assigns them.
+ZONE_MIX = (
+    ("generic", 0.35), ("speed_zone", 0.15), ("depot", 0.10), ("construction_site", 0.10), ("disposal_site", 0.05),
+    ("duty_grid", 0.10), ("sanitation_route", 0.06), ("muck_route", 0.06), ("forbidden", 0.03),
+)  # fmt: skip
+ASSIGNED = ("duty_grid", "sanitation_route", "muck_route")
 
 
-async def add_zones(dsn: str, count: int, seed: int = 7) -> None:
-    """`count` zones of every shape and kind, 100 m to 3 km, over the fleet's city; none assigned: they apply to
-    all."""
+async def add_zones(dsn: str, count: int, device_ids: Sequence[int], seed: int = 7) -> None:
+    """`count` zones of every shape, 100 m to 3 km, over the fleet's city, of the kinds of ZONE_MIX; the others
+    unassigned (they apply to every device)."""
     rng = np.random.default_rng(seed)
+    kinds = rng.choice([k for k, _ in ZONE_MIX], size=count, p=[w for _, w in ZONE_MIX])
     conn = await db.connect(dsn, autocommit=True)
     try:
         async with conn.transaction():
-            for i in range(count):
-                kind = ZONE_KINDS[i % len(ZONE_KINDS)]
+            for i, kind in enumerate(kinds.tolist()):
                 shape = zone_json(geofence_bench.random_zone(rng))
                 properties = {"speed_limit_kmh": 30} if kind == "speed_zone" else {}
-                await zones.create(
+                zone_id = await zones.create(
                     conn, code=f"z{i}", name=f"zone {i}", kind=kind, shape=shape, properties=properties, unit_id=None
                 )
+                if kind in ASSIGNED and device_ids:
+                    await zones.set_assignments(
+                        conn, zone_id, zones.Assignments(devices=(device_ids[i % len(device_ids)],))
+                    )
+    finally:
+        await conn.close()
+
+
+async def count_alerts(dsn: str) -> dict[str, int]:
+    """Alerts raised during the run, by kind."""
+    conn = await db.connect(dsn, autocommit=True)
+    try:
+        return await alerts.count_by_kind(conn)
     finally:
         await conn.close()
 
@@ -406,7 +423,7 @@ async def load_phase(args: argparse.Namespace, ports: dict[str, int], result_pat
         *("--duration", str(args.duration), "--drain", str(args.drain), "--ramp", str(args.ramp)),
         *("--progress", str(args.progress), "--result", str(result_path)),
         *("--storm-at", str(args.storm_at), "--backfill-at", str(args.backfill_at)),
-        *("--backfill-frames", str(args.backfill_frames)),
+        *("--backfill-frames", str(args.backfill_frames), "--fix-step", str(args.fix_step)),
     ]
     argv += ["--rate", str(args.rate)] if args.rate else ["--interval", "0"]
     proc = await asyncio.create_subprocess_exec(*argv, cwd=ROOT)
@@ -427,7 +444,7 @@ async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
         device_ids = await register(dsn, plan, args.device_kinds.split(","))
         log(f"registered {len(plan)} devices")
         if args.zones:
-            await add_zones(dsn, args.zones)
+            await add_zones(dsn, args.zones, device_ids)
             await stop_server(server)  # the server loads its zones at start: start it again with them
             server, ports = await start_server(config, dsn, work / "server.log", profile)
             pid = server.pid
@@ -444,6 +461,7 @@ async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
         acked = np.unique(np.fromfile(result_path.with_suffix(".acked"), dtype=np.int64))
         stored = await stored_keys(dsn, {uid: i for i, (_, uid) in enumerate(plan)})
         peak_rss = proc_status_kb(pid, "VmHWM")
+        raised = await count_alerts(dsn)  # (the engine writes behind ingest: a few may still be on their way)
         log(f"load done: {len(stored)} rows stored, {len(acked)} acked; ceiling next")
         writers = args.writers or Settings().ingest.writers
         ceiling = await measure_ceiling(dsn, device_ids, args.ceiling_rows, args.batch_rows, writers)
@@ -471,6 +489,7 @@ async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
                         (busy1[0] - busy0[0]) / CLK_TCK - (cpu1 - cpu0) - fleet["cpu_s"] - (pg1 - pg0), 2
                     ),
                 },
+                "alerts": raised,
                 "ceiling": ceiling,
                 "fleet": fleet,
             }
@@ -499,6 +518,12 @@ def main() -> None:
     p.add_argument("--max-pending", type=int, default=50_000)
     p.add_argument("--writers", type=int, default=0, help="server's ingest.writers (0: its default)")
     p.add_argument("--zones", type=int, default=0, help="zones for geofencing to evaluate every fix against")
+    p.add_argument(
+        "--fix-step",
+        type=int,
+        default=1,
+        help="seconds of driving between a terminal's reports (10: as real terminals, for the rules' alert rates)",
+    )
     p.add_argument(
         "--device-kinds",
         default="other",
@@ -541,6 +566,7 @@ def main() -> None:
         "batch_rows": args.batch_rows,
         "zones": args.zones,
         "device_kinds": args.device_kinds,
+        "fix_step_s": args.fix_step,
         **result,
     }
     print(json.dumps(result))

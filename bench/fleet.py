@@ -17,7 +17,7 @@ terminal upload old fixes in 0x0704 batches.
 
 Each report of a terminal carries its own fix second (the database keeps one row per device and
 fix time): in paced demo mode that is the clock, in throughput mode a per-terminal clock that
-starts `--backdate` seconds ago and advances a second per report.
+starts `--backdate` seconds ago and advances `--fix-step` seconds (default 1) per report.
 
 Adding a kind of terminal (an MQTT phone, say) means a `Terminal` subclass registered in
 `KINDS`: `connect` returns something with `send_all` / `receive_some` (an MQTT session would wrap
@@ -510,6 +510,7 @@ class Config:
     record: bool
     backfill_frames: int
     backfill_size: int
+    fix_step: int = 1  # throughput mode: seconds of driving between a terminal's reports
 
 
 _LOST = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError, jt808.ProtocolError)
@@ -615,7 +616,7 @@ class Fleet:
         if self.paced_demo:
             t.fix_clock = max(t.fix_clock + 1, int(time.time()))
         else:
-            t.fix_clock += 1
+            t.fix_clock += self.cfg.fix_step
         return t.fix_clock
 
     def pump(self, t: Terminal) -> None:
@@ -669,7 +670,7 @@ class Fleet:
     def _new_report(self, t: Terminal, due: float) -> bytes:
         fix = self.next_fix(t)
         key, frame = t.report(fix)
-        t.vehicle.step(self.cfg.interval or 1.0)
+        t.vehicle.step(self.cfg.interval or self.cfg.fix_step)
         self._track(t, key, InFlight(due, [fix]))
         return frame
 
@@ -829,10 +830,11 @@ async def main_async(args: argparse.Namespace) -> Fleet:
         window=max(1, args.window),
         duration=args.duration,
         drain=args.drain,
-        backdate=args.backdate,
+        backdate=args.backdate if args.backdate is not None else 6 * 3600 * args.fix_step,
         record=bool(args.result),
         backfill_frames=args.backfill_frames,
         backfill_size=args.backfill_size,
+        fix_step=args.fix_step,
     )
     fleet = Fleet(cfg, plan, args.seed)
     stats = fleet.stats
@@ -930,7 +932,15 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=0, help="seconds of sending (0: until stopped)")
     p.add_argument("--drain", type=float, default=15, help="seconds to wait for outstanding acks after sending")
     p.add_argument("--ramp", type=float, default=5.0, help="seconds over which the terminals connect")
-    p.add_argument("--backdate", type=float, default=6 * 3600, help="throughput mode: fix clocks start this long ago")
+    p.add_argument(
+        "--backdate", type=float, help="throughput mode: fix clocks start this long ago (default: 6 h per --fix-step)"
+    )
+    p.add_argument(
+        "--fix-step",
+        type=int,
+        default=1,
+        help="throughput mode: seconds of driving between a terminal's reports (real terminals: 10-30)",
+    )
     p.add_argument("--storm-at", type=float, default=0, help="seconds into the run: drop every connection at once")
     p.add_argument("--backfill-at", type=float, default=0, help="seconds into the run: JT/T 808 terminals backfill")
     p.add_argument("--backfill-frames", type=int, default=4, help="0x0704 frames each JT/T 808 terminal sends")
