@@ -1,8 +1,9 @@
 """Attendance end to end: a team's scripted day (tests/attendance/team_day.py) against the running server.
 
 The plan is made with the attendance store (a team pattern, two people's own shifts, a day of sick
-leave); the phones' fixes are written with the project's position writer; their check-ins go through a
-real Mosquitto to the MQTT ingest and its attendance desk, as the server wires them. The alert job runs
+leave); the phones report their fixes over HTTP as the Traccar Client app does, to the server's OsmAnd
+listener; their check-ins go through a real Mosquitto to the MQTT ingest and its attendance desk, as the
+server wires them. The alert job runs
 through the day at chosen moments; the reports are read over HTTP. Everything must match exactly.
 """
 
@@ -23,7 +24,6 @@ from typing import Any
 
 import aiohttp
 import aiomqtt
-import h3.api.basic_int as h3
 import psycopg
 import pytest
 
@@ -37,9 +37,7 @@ from protocols import phone_mqtt
 from protocols.messages import Position
 from store import alerts, attendance, devices, users, zones
 from store.alerts import Alert
-from store.batch import PositionBatch, PositionRow
 from store.devices import DeviceRecord, OrgUnitRecord
-from store.positions import PositionWriter
 from telematics.broker import Broker
 from telematics.server import Server
 from tests.attendance import team_day
@@ -134,19 +132,21 @@ async def _plan(conn: psycopg.AsyncConnection, tag: str) -> Day:
     return Day(tag, unit, codes[f"att-{tag}-x"], grid, staff, phones)
 
 
-async def _write_fixes(dsn: str, d: Day, resolution: int) -> None:
-    rows = [
-        PositionRow(device_id=d.phones[p.code][1], fix_time=t, receive_time=t + timedelta(seconds=2), lat=lat,
-                    lon=lon, valid=True, h3_cell=h3.latlng_to_cell(lat, lon, resolution),
-                    protocol="osmand", accuracy_m=8.0)
-        for p in TEAM
-        for t, lat, lon in fixes(p, DAY)
-    ]  # fmt: skip
-    writer = PositionWriter(await psycopg.AsyncConnection.connect(dsn, autocommit=True))
-    try:
-        assert await writer.write(PositionBatch.from_rows(rows)) == len(rows)
-    finally:
-        await writer.close()
+async def _phones_report_over_http(server: Server, d: Day) -> None:
+    """Every phone sends its day's fixes as the Traccar Client app does (OsmAnd over HTTP), all phones at once,
+    each waiting for its answer (given once the fix is stored) before the next."""
+    base = f"http://127.0.0.1:{server.ports['osmand']}/"
+
+    async def phone(http: aiohttp.ClientSession, p: team_day.Person) -> None:
+        uid = d.phones[p.code][0]
+        for t, lat, lon in fixes(p, DAY):
+            query = {"id": uid, "timestamp": str(int(t.timestamp())), "lat": str(lat), "lon": str(lon),
+                     "accuracy": "8"}  # fmt: skip
+            async with http.post(base, params=query) as r:
+                assert r.status == 200, await r.text()
+
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(*(phone(http, p) for p in TEAM))
 
 
 async def _claims_over_mqtt(server: Server, broker: Broker, db: psycopg.AsyncConnection, d: Day) -> None:
@@ -198,7 +198,7 @@ async def day(server: Server, broker: Broker, fresh_database: str) -> AsyncItera
     conn = await psycopg.AsyncConnection.connect(fresh_database, autocommit=True)
     try:
         d = await _plan(conn, secrets.token_hex(3))
-        await _write_fixes(fresh_database, d, server.settings.database.h3_resolution)
+        await _phones_report_over_http(server, d)
         await _claims_over_mqtt(server, broker, conn, d)
         assert server.pool is not None
         job = AttendanceJob(server.pool, TZ, [d.told.append])
