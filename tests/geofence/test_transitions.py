@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
-from hypothesis import given
+import numpy.typing as npt
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geofence.transitions import Transition, Transitions
@@ -118,3 +122,179 @@ def test_a_backfill_spread_over_batches_is_one_late_sequence() -> None:
     # A second backfill that jumps back to earlier times starts a sequence of its own.
     assert _feed(tr, [(1, -50, {2})]) == []
     assert tr.inside(1) == set()
+
+
+# The same rules, evaluated one device, zone and fix at a time in Python: the reference for the arrays.
+
+
+@dataclass(slots=True)
+class _RefSide:
+    """One device and zone: the side that counts, and a change of side being watched."""
+
+    inside: bool = False
+    pending_since_us: int = -1  # first fix on the other side; -1: none
+    pending_fixes: int = 0
+
+
+@dataclass(slots=True)
+class _RefDevice:
+    zones: dict[int, _RefSide] = field(default_factory=dict)
+    last_us: int = -1  # newest fix evaluated
+    late: _RefDevice | None = None  # the sequence of late fixes being evaluated, while they come in order
+
+
+_REF_NONE: frozenset[int] = frozenset()
+
+
+class _Reference:
+    """The evaluation fix by fix, zone by zone, that the arrays replaced: what they must reproduce."""
+
+    def __init__(self, *, confirm_fixes: int = 3, confirm_s: float = 30.0, max_accuracy_m: float = 100.0) -> None:
+        if confirm_fixes < 1 or confirm_s <= 0:
+            raise ValueError("confirm_fixes must be at least 1 and confirm_s positive")
+        self.confirm_fixes = confirm_fixes
+        self.confirm_us = round(confirm_s * 1e6)
+        self.max_accuracy_m = max_accuracy_m
+        self._devices: dict[int, _RefDevice] = {}
+
+    def inside(self, device_id: int) -> set[int]:
+        """The zones a device counts as inside now."""
+        d = self._devices.get(device_id)
+        return set() if d is None else {z for z, side in d.zones.items() if side.inside}
+
+    def feed(
+        self,
+        device_id: npt.NDArray[np.integer],
+        fix_time_us: npt.NDArray[np.int64],
+        accuracy_m: npt.NDArray[np.floating],
+        point: npt.NDArray[np.intp],
+        zone: npt.NDArray[np.int64],
+    ) -> list[Transition]:
+        """A batch of fixes (any order, any devices) and the (fix index, zone id) pairs of the zones each
+        fix is inside (`ZoneIndex.containing`); the transitions they make, in fix-time order per device."""
+        device_id = np.asarray(device_id)
+        fix_time_us = np.asarray(fix_time_us)
+        usable = ~(np.asarray(accuracy_m, dtype=np.float64) > self.max_accuracy_m)  # NaN: no accuracy given
+        zones_of: dict[int, set[int]] = defaultdict(set)
+        for i, z in zip(np.asarray(point).tolist(), np.asarray(zone).tolist(), strict=True):
+            zones_of[i].add(z)
+        order = np.lexsort((fix_time_us, device_id))
+        order = order[usable[order]]
+        out: list[Transition] = []
+        if not len(order):
+            return out
+        ids = device_id[order]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            rows = order[lo:hi].tolist()
+            did = int(ids[lo])
+            times = fix_time_us[rows].tolist()
+            device = self._devices.setdefault(did, _RefDevice())
+            cut = 0
+            while cut < len(rows) and times[cut] <= device.last_us:
+                cut += 1
+            if cut:
+                # A backfill arrives oldest first, often over many batches: go on with its sequence while
+                # its fixes keep coming in order, start a new one when they jump back.
+                if device.late is None or times[0] <= device.late.last_us:
+                    device.late = _RefDevice()
+                out += self._walk(did, device.late, rows[:cut], times[:cut], zones_of, late=True)
+                device.late.last_us = times[cut - 1]
+            if cut < len(rows):
+                if not self._steady(device, rows[cut:], zones_of):
+                    out += self._walk(did, device, rows[cut:], times[cut:], zones_of, late=False)
+                device.last_us = times[-1]
+        return out
+
+    @staticmethod
+    def _steady(device: _RefDevice, rows: list[int], zones_of: dict[int, set[int]]) -> bool:
+        """Whether every fix is in exactly the zones the device is settled inside, with no change pending:
+        nothing to walk (most devices, most of the time)."""
+        sides = device.zones  # only zones it is inside or might be entering are kept
+        if any(not side.inside or side.pending_since_us >= 0 for side in sides.values()):
+            return False
+        return all(zones_of.get(r, _REF_NONE) == sides.keys() for r in rows)
+
+    def _walk(
+        self,
+        did: int,
+        device: _RefDevice,
+        rows: list[int],
+        times: list[int],
+        zones_of: dict[int, set[int]],
+        *,
+        late: bool,
+    ) -> list[Transition]:
+        """One device's fixes in time order, zone by zone."""
+        found = [zones_of.get(r, _REF_NONE) for r in rows]
+        seen: set[int] = set().union(*found)
+        out: list[Transition] = []
+        for z in seen | device.zones.keys():
+            side = device.zones.setdefault(z, _RefSide())
+            observed = [z in f for f in found]
+            if side.pending_since_us < 0 and (all(observed) if side.inside else not any(observed)):
+                if not side.inside:
+                    del device.zones[z]
+                continue  # on the side it was, all along: the common case
+            for was_inside, t in zip(observed, times, strict=True):
+                if was_inside == side.inside:
+                    side.pending_since_us, side.pending_fixes = -1, 0
+                    continue
+                if side.pending_since_us < 0:
+                    side.pending_since_us = t
+                side.pending_fixes += 1
+                if side.pending_fixes >= self.confirm_fixes or t - side.pending_since_us >= self.confirm_us:
+                    out.append(Transition(did, z, was_inside, side.pending_since_us, t, late))
+                    side.inside = was_inside
+                    side.pending_since_us, side.pending_fixes = -1, 0
+            if not side.inside and side.pending_since_us < 0:
+                del device.zones[z]  # outside with nothing pending: the default, kept by nobody
+        if len(out) > 1:
+            out.sort(key=lambda tr: (tr.confirmed_us, tr.zone_id))
+        return out
+
+    def forget(self, device_ids: Iterable[int]) -> None:
+        for did in device_ids:
+            self._devices.pop(did, None)
+
+
+_DEVICES = (1, 2, 3, 70_000)
+_fix = st.tuples(
+    st.sampled_from(_DEVICES),
+    st.integers(-30, 20),  # seconds around the batch's clock: overlaps earlier batches (late), repeats times
+    st.frozensets(st.sampled_from([1, 2, 3, 2**62]), max_size=2),  # 2**62: zone ids too far apart to key pairs by
+    st.sampled_from([np.nan, 5.0, 50.0, 500.0]),  # 500 m: not used
+)
+_batch = st.tuples(st.integers(0, 40), st.lists(_fix, max_size=14), st.lists(st.sampled_from(_DEVICES), max_size=1))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    batches=st.lists(_batch, min_size=1, max_size=6),
+    k=st.sampled_from([1, 2, 3]),
+    confirm_s=st.sampled_from([10, 30]),
+    data=st.data(),
+)
+def test_same_transitions_as_the_evaluation_fix_by_fix(
+    batches: list[tuple[int, list[tuple[int, int, frozenset[int], float]], list[int]]],
+    k: int,
+    confirm_s: int,
+    data: st.DataObject,
+) -> None:
+    tr = Transitions(confirm_fixes=k, confirm_s=confirm_s, max_accuracy_m=50)
+    ref = _Reference(confirm_fixes=k, confirm_s=confirm_s, max_accuracy_m=50)
+    clock = 0
+    for advance, fixes, forgotten in batches:
+        clock += advance
+        device = np.array([f[0] for f in fixes], dtype=np.int32)
+        times = np.array([T0 + (clock + f[1]) * S for f in fixes], dtype=np.int64)
+        acc = np.array([f[3] for f in fixes], dtype=np.float64)
+        pairs = data.draw(st.permutations([(i, z) for i, f in enumerate(fixes) for z in sorted(f[2])]))
+        point = np.array([p for p, _ in pairs], dtype=np.intp)
+        zone = np.array([z for _, z in pairs], dtype=np.int64)
+        assert tr.feed(device, times, acc, point, zone) == ref.feed(device, times, acc, point, zone)
+        for d in _DEVICES:
+            assert tr.inside(d) == ref.inside(d)
+        tr.forget(forgotten)
+        ref.forget(forgotten)
