@@ -16,7 +16,9 @@ def rule_applies(
     `below`: each unit and the units below it."""
     ok = np.ones(len(kind), dtype=bool)
     if rule.device_kinds is not None:
-        ok &= np.isin(kind, [KINDS.index(k) for k in rule.device_kinds if k in KINDS])
+        wanted = np.zeros(len(KINDS) + 1, dtype=bool)  # a table by kind code; the extra last entry is -1, unknown
+        wanted[[KINDS.index(k) for k in rule.device_kinds if k in KINDS]] = True
+        ok &= wanted[kind]
     if rule.org_unit_id is not None:
         ok &= np.isin(unit, sorted(below.get(rule.org_unit_id, set())))
     return ok

@@ -55,8 +55,9 @@ class ZoneFacts:
         out = np.zeros(n, dtype=bool)
         if len(row) and len(self.zones.zone_kinds):
             at = self._at(zone)
-            hit = np.isin(self._kind[at], [ZONE_KINDS.index(k) for k in kinds if k in ZONE_KINDS])
-            hit &= self._ids[at] == zone
+            wanted = np.zeros(len(ZONE_KINDS), dtype=bool)
+            wanted[[ZONE_KINDS.index(k) for k in kinds if k in ZONE_KINDS]] = True
+            hit = wanted[self._kind[at]] & (self._ids[at] == zone)
             out[row[hit]] = True
         return out
 

@@ -35,6 +35,14 @@ KIND_CODES = {k: i for i, k in enumerate(KINDS)}
 DeviceInfo = Callable[[npt.NDArray[np.int32]], tuple[npt.NDArray[np.integer], npt.NDArray[np.integer]]]
 
 
+def _member(keys: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """np.isin for keys already sorted and unique: a binary search, without sorting both again."""
+    if not len(keys):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+    return keys[at] == values
+
+
 class _Applies:
     """Which (zone, device) pairs count, as sorted int64 keys for vectorized membership tests."""
 
@@ -53,10 +61,10 @@ class _Applies:
         kind: npt.NDArray[np.int64],
         unit: npt.NDArray[np.int64],
     ) -> npt.NDArray[np.bool_]:
-        ok = np.isin(zone, self.everywhere)
-        ok |= np.isin((zone << 32) | device, self.by_device)
-        ok |= np.isin((zone << 8) | kind, self.by_kind)
-        ok |= np.isin((zone << 32) | unit, self.by_unit)
+        ok = _member(self.everywhere, zone)
+        ok |= _member(self.by_device, (zone << 32) | device)
+        ok |= _member(self.by_kind, (zone << 8) | kind)
+        ok |= _member(self.by_unit, (zone << 32) | unit)
         return ok
 
 
