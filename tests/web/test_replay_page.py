@@ -183,7 +183,9 @@ async def test_auditor_replays_a_day_with_its_stop_and_alert(
     page.on("request", lambda r: urls.append(r.url))
 
     await _open(page, server, drive)
-    assert drive.auditor[0] in await page.get_by_test_id("user-name").inner_text()
+    await page.wait_for_function(  # the name comes with /api/me, after the login form has closed
+        "(name) => document.querySelector('[data-testid=user-name]').textContent.includes(name)", arg=drive.auditor[0]
+    )
     assert await page.get_by_test_id("nav-live").get_attribute("href") == "/"
     # The range asked by default: yesterday, midnight to midnight, local time.
     today = datetime.now(LOCAL).date()

@@ -5,18 +5,16 @@ import * as maplibregl from "maplibre-gl";
 import { AlertLayer } from "./alertlayer.js";
 import { AlertList } from "./alerts.js";
 import { Api } from "./api.js";
-import { buildStyle, followGraticule } from "./basemap.js";
 import { DrawTool } from "./draw.js";
 import { DutyCounts } from "./duty.js";
-import { formatLonLat } from "./geo.js";
 import { KINDS } from "./labels.js";
 import { LiveSocket } from "./live.js";
 import { askLogin } from "./login.js";
+import { openMap } from "./mapview.js";
 import { FleetLayer } from "./markers.js";
 import { MessageList, SelectionPanel } from "./messages.js";
 import { SidePanel } from "./panel.js";
 
-const CHINA = { center: [105, 35], zoom: 3.5 }; // the first view when none is configured and no device has a position
 const $ = (testid) => document.querySelector(`[data-testid=${testid}]`);
 
 function notice(text) {
@@ -38,40 +36,7 @@ async function boot() {
   const config = await (await fetch("/map-config.json")).json();
   const api = new Api();
   api.crs = config.crs;
-  let style;
-  try {
-    style = await buildStyle(config);
-  } catch (e) {
-    console.error("basemap", e); // the fleet matters more than the basemap: go on without one
-    notice(`底图无法读取 (basemap unreadable): ${e.message}`);
-    style = await buildStyle({ ...config, basemap: "none" });
-  }
-  const map = new maplibregl.Map({
-    container: "map",
-    style,
-    center: config.center ?? CHINA.center,
-    zoom: config.center ? config.zoom : CHINA.zoom,
-    dragRotate: false,
-    pitchWithRotate: false,
-    touchPitch: false,
-    maxPitch: 0,
-    attributionControl: { compact: true },
-  });
-  window.fleetMap = map; // for the browser console (and the page's tests)
-  map.touchZoomRotate.disableRotation();
-  map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
-  map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
-  let basemapFailed = false;
-  map.on("error", (e) => {
-    if (e.sourceId !== "basemap" || basemapFailed) return;
-    basemapFailed = true; // said once: a tile server that is down fails every tile
-    notice(`底图加载失败 (basemap tiles failed): ${e.error?.message ?? ""}`);
-  });
-  await map.once("load");
-  followGraticule(map);
-  const crsLabel = config.crs === "gcj02" ? "GCJ-02" : "WGS-84";
-  $("cursor-coords").textContent = `坐标系 ${crsLabel}`;
-  map.on("mousemove", (e) => ($("cursor-coords").textContent = `${formatLonLat(e.lngLat.toArray())} ${crsLabel}`));
+  const map = await openMap(config, notice, $("cursor-coords"));
 
   let unit = null;
   let kinds = [...KINDS];

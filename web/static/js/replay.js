@@ -4,12 +4,11 @@
 import * as maplibregl from "maplibre-gl";
 import { kindLabel, severityOf } from "./alerts.js";
 import { Api } from "./api.js";
-import { buildStyle, followGraticule } from "./basemap.js";
 import { fromWgs84 } from "./crs.js";
 import { DevicePicker } from "./devicepicker.js";
-import { formatLonLat } from "./geo.js";
 import { el } from "./labels.js";
 import { askLogin } from "./login.js";
+import { openMap } from "./mapview.js";
 import { Playback } from "./playback.js";
 import {
   EXCLUDED_REASON,
@@ -22,7 +21,6 @@ import {
 } from "./replaydata.js";
 import { ReplayLayers } from "./replaylayers.js";
 
-const CHINA = { center: [105, 35], zoom: 3.5 };
 const ALERT_LIMIT = 1000; // the API's most per call
 const FOLLOW_MARGIN = 0.2; // the marker is brought back to the centre when it gets this close to an edge (share)
 const $ = (testid) => document.querySelector(`[data-testid=${testid}]`);
@@ -77,40 +75,7 @@ async function boot() {
   const config = await (await fetch("/map-config.json")).json();
   const api = new Api();
   api.crs = config.crs;
-  let style;
-  try {
-    style = await buildStyle(config);
-  } catch (e) {
-    console.error("basemap", e); // the track matters more than the basemap: go on without one
-    notice(`底图无法读取 (basemap unreadable): ${e.message}`);
-    style = await buildStyle({ ...config, basemap: "none" });
-  }
-  const map = new maplibregl.Map({
-    container: "map",
-    style,
-    center: config.center ?? CHINA.center,
-    zoom: config.center ? config.zoom : CHINA.zoom,
-    dragRotate: false,
-    pitchWithRotate: false,
-    touchPitch: false,
-    maxPitch: 0,
-    attributionControl: { compact: true },
-  });
-  window.fleetMap = map; // for the browser console (and the page's tests)
-  map.touchZoomRotate.disableRotation();
-  map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
-  map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
-  let basemapFailed = false;
-  map.on("error", (e) => {
-    if (e.sourceId !== "basemap" || basemapFailed) return;
-    basemapFailed = true;
-    notice(`底图加载失败 (basemap tiles failed): ${e.error?.message ?? ""}`);
-  });
-  await map.once("load");
-  followGraticule(map);
-  const crsLabel = config.crs === "gcj02" ? "GCJ-02" : "WGS-84";
-  $("cursor-coords").textContent = `坐标系 ${crsLabel}`;
-  map.on("mousemove", (e) => ($("cursor-coords").textContent = `${formatLonLat(e.lngLat.toArray())} ${crsLabel}`));
+  const map = await openMap(config, notice, $("cursor-coords"));
   legend();
   defaultRange();
 
