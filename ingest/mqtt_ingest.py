@@ -80,6 +80,9 @@ from protocols.messages import CommandReply, FrameError, Heartbeat, Logout, Posi
 from store.devices import Device
 from tracking.registry import Registry
 
+# Published with QoS 1 at close, to a topic nobody subscribes to: see close().
+_BARRIER = "telematics/ingest/{}/closing"
+
 log = logging.getLogger("telematics.mqtt")
 
 _REASON_SLUG = re.compile(r"[^a-z0-9]+")
@@ -240,12 +243,15 @@ class MqttIngest:
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), remaining)
-        # The last PUBACKs are queued in paho: let them reach the socket before the DISCONNECT, or the
-        # broker sends those messages again to the next session (seen now and then in the tests).
-        for _ in range(100):  # a second at most: paho writes when the socket takes it
-            if self._conn is None or not self._conn.paho.want_write():
-                break
-            await asyncio.sleep(0.01)
+        # The last PUBACKs must reach the broker before the DISCONNECT, or it sends those messages again to
+        # the next session. The broker handles a connection's packets in order: once it has acknowledged a
+        # publish of ours sent after them, it has taken every PUBACK before it.
+        client = self._client_now
+        if client is not None and self._conn is not None and self._conn.paho.is_connected():
+            barrier = asyncio.ensure_future(client.publish(_BARRIER.format(self.client_id), b"", qos=1))
+            # Whatever becomes of it (the connection may be going down), its outcome is taken, not left unread.
+            barrier.add_done_callback(lambda f: f.cancelled() or f.exception())
+            await asyncio.wait({barrier}, timeout=2)
         await self._stop_tasks()
 
     async def _stop_tasks(self) -> None:

@@ -164,6 +164,9 @@ async def test_overspeed_rule_made_through_the_api(server: Server, db: psycopg.A
     assert [a for a in await _alerts(server, other_id, 0) if a["kind"] == "overspeed"] == []
     await t.close()
     await other.close()
+    status, _ = await _api(server, "PATCH", f"/api/rules/{rule['id']}", {"enabled": False})  # other tests' sweepers
+    assert status == 200
+    await server.alerts.reload()
 
 
 async def test_emergency_button_raises_a_critical_alert(server: Server, db: psycopg.AsyncConnection) -> None:

@@ -94,7 +94,7 @@ async def _drive(server: Server, db: psycopg.AsyncConnection) -> Drive:
     route = Builder(start).move(0, EAST_M, 300).stay(360).move(NORTH_M, 0, 300)
     assert route.last == 32
     unit_id, name, password = await _unit_and_user(db, "auditor")
-    t, device_id = await registered_terminal(db, server.ports["jt808"], kind="sanitation", prefix="16")
+    t, device_id = await registered_terminal(db, server.ports["jt808"], kind="other", prefix="16")
     status, device = await _api(server, "PATCH", f"/api/devices/{device_id}", {"unit": unit_id})
     assert status == 200, device
     jump = (route.lat[5] + 0.02, route.lon[5])  # 2.2 km off in 15 s
