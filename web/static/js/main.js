@@ -11,19 +11,12 @@ import { KINDS } from "./labels.js";
 import { LiveSocket } from "./live.js";
 import { askLogin } from "./login.js";
 import { openMap } from "./mapview.js";
+import { notice, onLogout, start } from "./page.js";
 import { FleetLayer } from "./markers.js";
 import { MessageList, SelectionPanel } from "./messages.js";
 import { SidePanel } from "./panel.js";
 
 const $ = (testid) => document.querySelector(`[data-testid=${testid}]`);
-
-function notice(text) {
-  const box = $("notice");
-  box.textContent = text;
-  box.hidden = !text;
-  clearTimeout(notice.timer);
-  if (text) notice.timer = setTimeout(() => (box.hidden = true), 6000);
-}
 
 function throttle(fn, ms) {
   let timer = null;
@@ -219,19 +212,10 @@ async function boot() {
     beginSession().catch((e) => notice(`登录后加载失败：${e.message}`));
   }
   api.onUnauthorized = () => loginOpen || endSession();
-  $("logout").addEventListener("click", async () => {
-    if (loginOpen) return;
-    await api.logout().catch((e) => console.warn("logout", e)); // revokes the token on the server
-    endSession();
-  });
+  onLogout(api, () => loginOpen, endSession);
 
   $("map").dataset.ready = "true";
   await beginSession();
 }
 
-boot().catch((e) => {
-  console.error(e);
-  const box = $("notice");
-  box.textContent = `地图无法启动 (map failed to start): ${e.message}`;
-  box.hidden = false;
-});
+start(boot);

@@ -9,6 +9,7 @@ import { DevicePicker } from "./devicepicker.js";
 import { el } from "./labels.js";
 import { askLogin } from "./login.js";
 import { openMap } from "./mapview.js";
+import { notice, onLogout, start } from "./page.js";
 import { Playback } from "./playback.js";
 import {
   EXCLUDED_REASON,
@@ -24,14 +25,6 @@ import { ReplayLayers } from "./replaylayers.js";
 const ALERT_LIMIT = 1000; // the API's most per call
 const FOLLOW_MARGIN = 0.2; // the marker is brought back to the centre when it gets this close to an edge (share)
 const $ = (testid) => document.querySelector(`[data-testid=${testid}]`);
-
-function notice(text) {
-  const box = $("notice");
-  box.textContent = text;
-  box.hidden = !text;
-  clearTimeout(notice.timer);
-  if (text) notice.timer = setTimeout(() => (box.hidden = true), 6000);
-}
 
 // Yesterday 00:00 to 24:00, local time.
 function defaultRange() {
@@ -297,19 +290,10 @@ async function boot() {
     beginSession().catch((e) => notice(`登录失败：${e.message}`));
   }
   api.onUnauthorized = () => loginOpen || endSession();
-  $("logout").addEventListener("click", async () => {
-    if (loginOpen) return;
-    await api.logout().catch((e) => console.warn("logout", e)); // revokes the token on the server
-    endSession();
-  });
+  onLogout(api, () => loginOpen, endSession);
 
   $("map").dataset.ready = "true";
   await beginSession();
 }
 
-boot().catch((e) => {
-  console.error(e);
-  const box = $("notice");
-  box.textContent = `地图无法启动 (map failed to start): ${e.message}`;
-  box.hidden = false;
-});
+start(boot);
