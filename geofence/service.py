@@ -77,7 +77,11 @@ class GeofenceService:
         resolution: int = 9,
         transitions: Transitions | None = None,
         refresh_s: float = 10.0,
+        gather_ms: float = 0.0,
+        gather_rows: int = 20_000,
     ) -> None:
+        """`gather_ms`: committed batches wait up to this long to be evaluated together (or until
+        `gather_rows` wait), so the fixed cost of a pass is paid once for several: 0, each at once."""
         self.pool = pool
         self.device_info = device_info
         self.resolution = resolution
@@ -95,12 +99,18 @@ class GeofenceService:
         self._task: asyncio.Task[None] | None = None
         self.fixes = 0  # evaluated, for metrics and the benchmark
         self.events = 0
+        self.gather_s = gather_ms / 1000
+        self.gather_rows = gather_rows
+        self._waiting: list[PositionBatch] = []
+        self._waiting_rows = 0
+        self._timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         await self.reload()
         self._task = asyncio.create_task(self._refresh_forever(), name="geofence-refresh")
 
     async def close(self) -> None:
+        self.flush()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -156,9 +166,29 @@ class GeofenceService:
         return self._applies.mask(zone, device, kind, unit)
 
     def committed(self, batch: PositionBatch) -> None:
-        """A committed batch (the batcher's on_commit): memberships and transitions to the consumers."""
+        """A committed batch (the batcher's on_commit), evaluated now or with the next ones (`gather_ms`)."""
         if not len(batch):
             return
+        self._waiting.append(batch)
+        self._waiting_rows += len(batch)
+        if self.gather_s <= 0 or self._waiting_rows >= self.gather_rows:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.gather_s, self.flush)
+
+    def flush(self) -> None:
+        """Evaluate the committed batches waiting, as one."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._waiting:
+            return
+        batch = PositionBatch.concat(self._waiting)
+        self._waiting, self._waiting_rows = [], 0
+        self._evaluate(batch)
+
+    def _evaluate(self, batch: PositionBatch) -> None:
+        """Memberships and transitions to the consumers."""
         if not len(self.index):
             point, zone = np.empty(0, np.intp), np.empty(0, np.int64)
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,7 @@ class PositionBatch:
         fields: dict[str, Any] = {}
         for name in COLUMNS:
             parts = [getattr(b, name) for b in batches]
-            fields[name] = [v for p in parts for v in p] if isinstance(parts[0], list) else np.concatenate(parts)
+            fields[name] = list(chain.from_iterable(parts)) if isinstance(parts[0], list) else np.concatenate(parts)
         return cls(**fields)
 
 

@@ -131,6 +131,9 @@ class AlertsSettings:
     webhook_retries: int = 5  # tries after the first, the delay doubling each time
     webhook_retry_delay_s: float = 1.0
     queue_size: int = 10000  # changes waiting per output; past it they are dropped (counted)
+    # Committed fixes wait up to this long to be judged (zones, transitions, rules) together with the next
+    # ones: a pass has a fixed cost, paid once for several batches. 0: each batch at once.
+    gather_ms: int = 100
 
 
 @dataclass(slots=True)
@@ -298,6 +301,8 @@ def _validate_alerts(a: AlertsSettings) -> None:
         raise ConfigError("alerts.webhook_retries must be 0..20")
     if a.queue_size < 1:
         raise ConfigError("alerts.queue_size must be positive")
+    if not 0 <= a.gather_ms <= 10_000:
+        raise ConfigError("alerts.gather_ms must be 0..10000")
 
 
 def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -187,7 +187,9 @@ class Server:
         await self.live.start()
         self.batcher.on_commit.append(self.live.committed)
         registry.on_device = self.live.know
-        self.geofence = GeofenceService(self.pool, state.device_info, resolution=s.database.h3_resolution)
+        self.geofence = GeofenceService(
+            self.pool, state.device_info, resolution=s.database.h3_resolution, gather_ms=s.alerts.gather_ms
+        )
         self.geofence.consumers.append(self._count_transitions)
         await self.geofence.start()
         self.alerts = AlertEngine(self.pool, self.geofence, state.device_info)
