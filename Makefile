@@ -39,7 +39,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy telematics protocols ingest store tracking geofence alerts access bench web replay attendance
+	$(BIN)/mypy telematics protocols ingest store tracking geofence alerts access bench web replay attendance distributed
 
 # Longer fuzzing of every decoder than the quick run inside `make test`.
 fuzz: setup

@@ -7,6 +7,7 @@ packages=(
   postgresql-15 postgresql-server-dev-15   # the database and the headers to build TimescaleDB
   cmake gcc g++ make dpkg-dev              # TimescaleDB build; dpkg-dev provides `apt-get source`
   mosquitto mosquitto-clients              # MQTT broker for phones (tests and demo)
+  nats-server                              # JetStream between gateways and processors (distributed mode)
   python3 python3-venv python3-dev         # the virtualenv
   chromium fonts-wqy-microhei              # browser tests of the dispatcher page (Chinese labels need a CJK font)
   ca-certificates

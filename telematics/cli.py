@@ -22,7 +22,8 @@ from store.cluster import ClusterError
 from telematics import config
 from telematics import decode as decode_cli
 from telematics.broker import Broker, BrokerError
-from telematics.server import Server, cluster_for, dsn_for, prepare_database
+from telematics.nats_server import NatsServer, NatsServerError
+from telematics.server import ROLES, Server, cluster_for, dsn_for, prepare_database
 from telematics.workers import run_workers
 from tracking.device_import import CsvImportError, parse_devices, parse_units
 from tracking.zone_import import ZoneImportError, parse_zones
@@ -42,8 +43,8 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 # --- serve ---------------------------------------------------------------------------------
 
 
-async def _serve(settings: config.Settings, banner: bool = True) -> int:
-    server = Server(settings)
+async def _serve(settings: config.Settings, banner: bool = True, role: str = "all") -> int:
+    server = Server(settings, role=role)
     await server.start()
     if banner:
         _print_banner(settings, server)
@@ -60,8 +61,12 @@ async def _serve(settings: config.Settings, banner: bool = True) -> int:
 def _print_banner(settings: config.Settings, server: Server) -> None:
     host = "127.0.0.1" if settings.api.host in ("0.0.0.0", "::") else settings.api.host
     token_src = "api.token" if settings.api.token else str(settings.state_path / "api-token")
-    print(f"API:        http://{host}:{server.ports['api']}/api/  (bearer token from {token_src})", flush=True)
-    print(f"Terminals:  {server.terminal_ports()}", flush=True)
+    if "api" in server.ports:
+        print(f"API:        http://{host}:{server.ports['api']}/api/  (bearer token from {token_src})", flush=True)
+    if server.terminal_ports():
+        print(f"Terminals:  {server.terminal_ports()}", flush=True)
+    if server.role != "all":
+        print(f"Role:       {server.role} ({server.node}) on {settings.cluster.nats_url}", flush=True)
     print(f"Database:   {db.redact(dsn_for(settings))}", flush=True)
 
 
@@ -105,6 +110,24 @@ async def _status(settings: config.Settings) -> int:
     print(f"dsn: {db.redact(dsn_for(settings))}")
     print(f"PostgreSQL {pg}")
     print(f"TimescaleDB {ts}" if ts else "TimescaleDB: not installed in this database (run `telematics db migrate`)")
+    return 0
+
+
+# --- nats --------------------------------------------------------------------------------------
+
+
+def nats_for(settings: config.Settings) -> NatsServer:
+    return NatsServer.for_url(settings.state_path / "nats", settings.cluster.nats_url)
+
+
+def _nats(settings: config.Settings, action: str) -> int:
+    server = nats_for(settings)
+    if action == "start":
+        print(f"{'started' if server.start() else 'already running'}: {server.url}")
+    elif action == "stop":
+        print("stopped" if server.stop() else "not running")
+    else:
+        print(f"{server.url} {'running' if server.running() else 'stopped'}")
     return 0
 
 
@@ -267,13 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="telematics", description="City fleet telematics server")
     p.add_argument("--config", help="TOML settings file (default: $TELEMATICS_CONFIG or ./telematics.toml)")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the server (all listeners and the API)")
+    srv = sub.add_parser("serve", help="run the server (all listeners and the API)")
+    srv.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="all (default): one node; gateway, processor, api: parts of the distributed mode over NATS JetStream",
+    )
     sub.add_parser("demo", help="embedded database and broker, the server, and a simulated city fleet")
     sub.add_parser("config", help="print the settings in force as JSON")
     dbp = sub.add_parser("db", help="the embedded database and migrations")
     dbp.add_argument("action", choices=["start", "stop", "status", "migrate"])
     br = sub.add_parser("broker", help="the embedded MQTT broker")
     br.add_argument("action", choices=["start", "stop", "status"])
+    nt = sub.add_parser("nats", help="the embedded NATS server with JetStream (distributed mode)")
+    nt.add_argument("action", choices=["start", "stop", "status"])
     dec = sub.add_parser(
         "decode",
         help="decode captured terminal messages and print what the server understands (JSON lines)",
@@ -322,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "serve":
+            if args.role != "all":
+                if settings.workers > 1:
+                    print("serve: --role runs one process; run more of them instead of workers", file=sys.stderr)
+                    return 2
+                return _run(_serve(settings, role=args.role))
             if settings.workers > 1:
                 _run(_migrate(settings))
                 return run_workers(settings)
@@ -335,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
             return _db(settings, args.action)
         if args.command == "broker":
             return _broker(settings, args.action)
+        if args.command == "nats":
+            return _nats(settings, args.action)
         if args.command == "import":
             if args.crs != "wgs84" and args.what != "zones":
                 print("import: --crs applies to zones only", file=sys.stderr)
@@ -342,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run(_import(settings, args.what, args.file, args.crs))
         if args.command == "user":
             return _user(settings, args)
-    except (db.DatabaseError, ClusterError, BrokerError) as e:
+    except (db.DatabaseError, ClusterError, BrokerError, NatsServerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 2

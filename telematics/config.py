@@ -160,6 +160,21 @@ class AttendanceSettings:
 
 
 @dataclass(slots=True)
+class ClusterSettings:
+    """The distributed mode (`serve --role gateway|processor|api`): NATS JetStream between the roles
+    (see README, "Scale-out"). Unused by `--role all`, the single-node default."""
+
+    nats_url: str = "nats://127.0.0.1:54222"
+    embedded: bool = True  # start a private nats-server with JetStream under <state_dir>/nats
+    partitions: int = 16  # device id modulo this: the unit of ownership among processors; fixed for a stream
+    node: str = ""  # this processor's name (unique among processors); empty: host name and process id
+    lease_s: float = 6.0  # a processor that has not renewed its partitions for this long loses them
+    warmup_s: float = 900.0  # a processor taking partitions over replays this much of their stored fixes
+    publish_timeout_s: float = 5.0  # a gateway's wait for JetStream's acknowledgement
+    stream_max_age_h: float = 24.0  # how long the stream keeps reports (the processors ack them in seconds)
+
+
+@dataclass(slots=True)
 class Settings:
     state_dir: str = "var"
     log_level: str = "INFO"
@@ -178,6 +193,7 @@ class Settings:
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
     web: WebSettings = field(default_factory=WebSettings)
     attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     @property
     def state_path(self) -> Path:
@@ -283,6 +299,15 @@ def _validate(s: Settings) -> None:
     if s.web.tile_url and not all(f"{{{k}}}" in s.web.tile_url for k in "zxy"):
         raise ConfigError("web.tile_url must contain {z}, {x} and {y}")
     _validate_alerts(s.alerts)
+    c = s.cluster
+    if not c.nats_url.startswith(("nats://", "tls://")):
+        raise ConfigError("cluster.nats_url must be a nats:// or tls:// URL")
+    if not 1 <= c.partitions <= 1024:
+        raise ConfigError("cluster.partitions must be 1..1024")
+    if min(c.lease_s, c.publish_timeout_s, c.stream_max_age_h) <= 0 or c.warmup_s < 0:
+        raise ConfigError(
+            "cluster.lease_s, publish_timeout_s and stream_max_age_h must be positive, warmup_s not negative"
+        )
     try:
         s.attendance.zone()
     except (ZoneInfoNotFoundError, ValueError):

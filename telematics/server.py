@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
-from collections.abc import Callable
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import fields
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
+import msgpack
 from aiohttp import web
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from access import audit
@@ -19,16 +25,20 @@ from alerts import coverage_routes
 from alerts import routes as alerts_routes
 from alerts.coverage_job import CoverageJob
 from alerts.engine import AlertEngine
-from alerts.listeners import Listener
+from alerts.listeners import Listener, tell
 from alerts.offline import OfflineWatcher
 from alerts.outputs import AlertOutputs
 from attendance import admin_routes as attendance_admin
 from attendance import report_routes as attendance_reports
 from attendance.job import AttendanceJob
 from attendance.phone_events import CheckinDesk
+from distributed import link, wire
+from distributed.gateway import JetStreamWriter, SeenPublisher
+from distributed.leases import Leases
+from distributed.processor import Gate, Processor
 from geofence.service import GeofenceService
 from geofence.transitions import Transition
-from ingest.batcher import Batcher
+from ingest.batcher import Batcher, BatchWriter
 from ingest.counters import Counters
 from ingest.downlink import Downlink
 from ingest.jt808_lane import Jt808Lane
@@ -42,7 +52,7 @@ from ingest.terminal import ListenerContext, TcpListener, TerminalConnection
 from protocols import gt06, h02, jt808, nmea, phone_mqtt
 from replay import query_routes
 from replay import routes as replay_routes
-from store import db, messages, positions
+from store import db, messages, partition_fixes, positions
 from store.cluster import Cluster
 from store.migrate import migrate
 from store.positions import PositionWriter
@@ -50,6 +60,7 @@ from telematics import openapi
 from telematics.broker import Broker
 from telematics.config import TCP_PROTOCOLS, ListenerSettings, Settings
 from telematics.http import make_app
+from telematics.nats_server import NatsServer, NatsServerError
 from tracking import messages_api
 from tracking import routes as tracking_routes
 from tracking.live import LiveState
@@ -125,13 +136,27 @@ def _tcp_listener(
     return TcpListener(name, factory, counters, idle_timeout=getattr(s, name).idle_timeout_s)
 
 
-class Server:
-    """One process: every role. `start` returns once all listeners are up."""
+ROLES = ("all", "gateway", "processor", "api")
 
-    def __init__(self, settings: Settings, *, worker: int = 0, reuse_port: bool = False) -> None:
+
+class Server:
+    """One process: every role (`all`), or one part of the distributed mode. `start` returns once all
+    listeners are up."""
+
+    def __init__(self, settings: Settings, *, worker: int = 0, reuse_port: bool = False, role: str = "all") -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
         self.settings = settings
         self.worker = worker  # worker 0 also runs the once-per-installation jobs (retention)
         self.reuse_port = reuse_port
+        # all: the single-node server. gateway, processor, api: the distributed mode's parts (distributed/).
+        self.role = role
+        self.node = settings.cluster.node or f"{socket.gethostname()}-{os.getpid()}"
+        self.nc: NatsClient | None = None
+        self.js: JetStreamContext | None = None
+        self.processor: Processor | None = None
+        self.seen_publisher: SeenPublisher | None = None
+        self._pending: set[asyncio.Future[None]] = set()
         self.counters = Counters()
         self.metrics = IngestMetrics(self.counters)
         self.pool: AsyncConnectionPool | None = None
@@ -154,12 +179,54 @@ class Server:
 
     async def start(self) -> None:
         s = self.settings
+        role = self.role
         log.info("open files limit: %d", raise_open_files_limit())
         dsn = await prepare_database(s)
         self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=10, open=False, kwargs=db.connection_settings(dsn))
         await self.pool.open(wait=True)
+        if role != "all":
+            await self._connect_nats()
+        if role in ("all", "gateway", "processor"):
+            self._start_batcher(dsn)
+        state = LiveState(
+            {f.name: getattr(s.live.online_timeout_s, f.name) for f in fields(s.live.online_timeout_s)},
+            moving_kmh=s.live.moving_kmh,
+        )
+        if role != "gateway":
+            self.live = LiveService(self.pool, state, save_s=s.live.save_s, shared=s.workers > 1 or role != "all")
+            await self.live.start()
+            await self._start_rules(state, judge_fixes=role != "api", jobs=role == "api" or self.worker == 0)
+        if role == "processor":
+            await self._start_processor()
+        if role in ("all", "gateway"):
+            await self._start_terminals(dsn)
+        if role in ("all", "api"):
+            await self._start_api(dsn)
+        elif role == "processor":
+            await self._start_alert_outputs()
+        if role == "api" and self.nc is not None:  # the processors' live traffic, into this process's map
+            await self._follow_processors()
 
-        async def connect_writer() -> PositionWriter:
+    async def _connect_nats(self) -> None:
+        c = self.settings.cluster
+        if c.embedded:
+            nats_server = NatsServer.for_url(self.settings.state_path / "nats", c.nats_url)
+            try:
+                await asyncio.to_thread(nats_server.start)
+            except NatsServerError:
+                if not nats_server.running():  # another role on this machine may have just started it
+                    raise
+        self.nc = await link.connect(c.nats_url, f"telematics-{self.role}-{self.node}")
+        self.js = self.nc.jetstream()
+        await link.ensure_stream(self.js, c.stream_max_age_h)
+
+    def _start_batcher(self, dsn: str) -> None:
+        s = self.settings
+
+        async def connect_writer() -> BatchWriter:
+            if self.role == "gateway":
+                assert self.js is not None
+                return JetStreamWriter(self.js, s.cluster.partitions, timeout_s=s.cluster.publish_timeout_s)
             return PositionWriter(await db.connect(dsn, autocommit=True))
 
         self.batcher = Batcher(
@@ -173,20 +240,14 @@ class Server:
         )
         self.metrics.watch_batcher(self.batcher)
         self.batcher.start()
-        registry = Registry(self.pool, register_unknown=s.ingest.unknown_devices == "register")
-        reports = ReportSink(
-            self.batcher,
-            self.counters,
-            h3_resolution=s.database.h3_resolution,
-            max_future=timedelta(seconds=s.ingest.max_future_s),
-        )
 
-        timeouts = {f.name: getattr(s.live.online_timeout_s, f.name) for f in fields(s.live.online_timeout_s)}
-        state = LiveState(timeouts, moving_kmh=s.live.moving_kmh)
-        self.live = LiveService(self.pool, state, save_s=s.live.save_s, shared=s.workers > 1)
-        await self.live.start()
-        self.batcher.on_commit.append(self.live.committed)
-        registry.on_device = self.live.know
+    async def _start_rules(self, state: LiveState, *, judge_fixes: bool, jobs: bool) -> None:
+        """The geofence and the alert engine; fed by the committed batches (`judge_fixes`) and running the
+        jobs that judge every device at once (`jobs`: in one process of all)."""
+        s = self.settings
+        assert self.pool is not None and self.live is not None
+        if self.batcher is not None:
+            self.batcher.on_commit.append(self.live.committed)
         self.geofence = GeofenceService(
             self.pool, state.device_info, resolution=s.database.h3_resolution, gather_ms=s.alerts.gather_ms
         )
@@ -194,30 +255,129 @@ class Server:
         await self.geofence.start()
         self.alerts = AlertEngine(self.pool, self.geofence, state.device_info)
         await self.alerts.start()
-        if self.worker == 0:  # silence is judged once, over every worker's devices
-            self.offline = self.alerts.watch_offline(state)
-        if self.worker == 0:  # each shift's coverage is computed once, from the stored fixes
-            self.coverage = CoverageJob(self.pool, self.geofence, self.alerts.listeners)
+        if jobs:
+            self.offline = self.alerts.watch_offline(state)  # silence is judged once, over every device
+            self.coverage = CoverageJob(self.pool, self.geofence, self.alerts.listeners)  # from the stored fixes
             self._tasks.append(asyncio.create_task(self.coverage.run_forever(), name="coverage"))
-        if self.worker == 0:  # attendance alerts are judged in one process, over every worker's phones
             self.attendance = AttendanceJob(self.pool, s.attendance.zone(), self.alerts.listeners)
             self._tasks.append(asyncio.create_task(self.attendance.run(), name="attendance"))
-        self.geofence.consumers.append(self.alerts.transitions)
-        self.geofence.fix_consumers.append(self.alerts.committed)
-        self.batcher.on_commit.append(self.geofence.committed)
+        if judge_fixes and self.batcher is not None:
+            self.geofence.consumers.append(self.alerts.transitions)
+            self.geofence.fix_consumers.append(self.alerts.committed)
+            self.batcher.on_commit.append(self.geofence.committed)
+
+    async def _start_processor(self) -> None:
+        c = self.settings.cluster
+        assert self.js is not None and self.nc is not None and self.batcher is not None and self.live is not None
+        nc, live = self.nc, self.live
+        self.batcher.on_commit.append(
+            lambda batch: self._spawn(nc.publish(wire.LIVE_SUBJECT, wire.encode_batch(batch)))
+        )
+        assert self.alerts is not None
+        self.alerts.listeners.append(
+            lambda alert: self._spawn(nc.publish(wire.ALERTS_SUBJECT, wire.encode_alert(alert)))
+        )
+        await nc.subscribe(wire.SEEN_SUBJECT, cb=self._heard(live))
+        gate = Gate()
+        self.batcher.register(gate)
+        leases = await Leases.open(self.js, self.node, c.partitions, c.lease_s)
+        batcher = self.batcher
+        self.processor = Processor(
+            self.js, leases, batcher.submit_batch, gate, self.counters, self._warm, lease_s=c.lease_s
+        )
+        await self.processor.start()
+
+    async def _warm(self, partition: int) -> None:
+        """Before consuming a partition taken over: its recent stored fixes through the geofence and the rules,
+        so their runs and transitions are where the previous owner left them (alerts it had raised come out
+        the same and are not raised again)."""
+        c = self.settings.cluster
+        assert self.pool is not None and self.geofence is not None
+        if c.warmup_s <= 0:
+            return
+        now = datetime.now(UTC)
+        async with self.pool.connection() as conn:
+            batch = await partition_fixes.read(
+                conn, partition, c.partitions, now - timedelta(seconds=c.warmup_s),
+                now + timedelta(seconds=self.settings.ingest.max_future_s),
+            )  # fmt: skip
+        if len(batch):
+            self.geofence.flush()  # what waits is older news than the replay, which the engine would take as late
+            self.geofence.committed(batch)
+            self.geofence.flush()
+        log.info("partition %d: %d stored fixes replayed to the rules", partition, len(batch))
+
+    def _heard(self, live: LiveService) -> Callable[[Msg], Awaitable[None]]:
+        async def heard(msg: Msg) -> None:
+            try:
+                ids = msgpack.unpackb(msg.data)
+                for device_id in ids:
+                    live.seen(int(device_id))
+            except (ValueError, TypeError, msgpack.UnpackException):
+                self.counters.inc("distributed.bad_messages")
+
+        return heard
+
+    async def _follow_processors(self) -> None:
+        assert self.nc is not None and self.live is not None
+        live = self.live
+
+        async def committed(msg: Msg) -> None:
+            try:
+                live.committed(wire.decode_batch(msg.data))
+            except wire.WireError as e:
+                self.counters.inc("distributed.bad_messages")
+                log.error("a live batch refused: %s", e)
+
+        async def alert(msg: Msg) -> None:
+            try:
+                changed = wire.decode_alert(msg.data)
+            except wire.WireError as e:
+                self.counters.inc("distributed.bad_messages")
+                log.error("an alert change refused: %s", e)
+                return
+            tell([self.hub.alert] if self.hub is not None else [], [changed])
+
+        await self.nc.subscribe(wire.LIVE_SUBJECT, cb=committed)
+        await self.nc.subscribe(wire.SEEN_SUBJECT, cb=self._heard(live))
+        await self.nc.subscribe(wire.ALERTS_SUBJECT, cb=alert)
+
+    def _spawn(self, call: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(call)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _start_terminals(self, dsn: str) -> None:
+        """The listeners: TCP protocols, OsmAnd over HTTP, phones over MQTT."""
+        s = self.settings
+        assert self.pool is not None and self.batcher is not None
+        registry = Registry(self.pool, register_unknown=s.ingest.unknown_devices == "register")
+        reports = ReportSink(
+            self.batcher,
+            self.counters,
+            h3_resolution=s.database.h3_resolution,
+            max_future=timedelta(seconds=s.ingest.max_future_s),
+        )
+        if self.live is not None:
+            registry.on_device = self.live.know
+            seen = self.live.seen
+        else:  # a gateway: heartbeats go to the processors and the API
+            assert self.nc is not None
+            self.seen_publisher = SeenPublisher(self.nc)
+            self.seen_publisher.start()
+            seen = self.seen_publisher.seen
         self.downlink = Downlink(self.pool)
         await self.downlink.start(dsn)
         for name in TCP_PROTOCOLS:
             listener_settings: ListenerSettings = getattr(s, name)
             if not listener_settings.enabled:
                 continue
-            listener = _tcp_listener(name, s, reports, registry, self.counters, self.downlink, self.live.seen)
+            listener = _tcp_listener(name, s, reports, registry, self.counters, self.downlink, seen)
             self.ports[name] = await listener.start(
                 listener_settings.host, listener_settings.port, reuse_port=self.reuse_port
             )
             self.listeners.append(listener)
             self.metrics.watch_connections(name, listener.connections.__len__)
-
         if s.osmand.enabled:
             osmand = OsmAndListener(
                 reports,
@@ -235,14 +395,16 @@ class Server:
             # One process: one subscriber with one persistent session. Several workers: one each, on
             # shared subscriptions, so the broker spreads the phones over them (one core is not enough
             # for MQTT parsing past about 4,000 messages a second).
-            shared = s.workers > 1
+            shared = s.workers > 1 or self.role == "gateway"
             self.mqtt = MqttIngest(
                 reports,
                 registry,
                 self.counters,
                 host=s.mqtt.host,
                 port=s.mqtt.port,
-                client_id=f"{s.mqtt.client_id}-{self.worker}" if shared else s.mqtt.client_id,
+                client_id=f"{s.mqtt.client_id}-{self.node if self.role == 'gateway' else self.worker}"
+                if shared
+                else s.mqtt.client_id,
                 subscriptions=[f"$share/{s.mqtt.shared_group}/{t}" for t in phone_mqtt.SUBSCRIPTIONS]
                 if shared
                 else phone_mqtt.SUBSCRIPTIONS,
@@ -260,6 +422,9 @@ class Server:
                 self.downlink.publish_phone = self.mqtt.publish_message
             self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
 
+    async def _start_api(self, dsn: str) -> None:
+        s = self.settings
+        assert self.pool is not None and self.live is not None and self.alerts is not None
         app = make_app(
             s.api_token(),
             self.pool,
@@ -288,6 +453,23 @@ class Server:
         app[replay_routes.POOL] = self.pool
         self.alerts.listeners.append(self.hub.alert)
         # Every worker sends what its own engine raises and its own API acknowledges: MQTT on its connection.
+        await self._start_alert_outputs()
+        assert self.alert_outputs is not None
+        acknowledged: list[Listener] = [self.hub.alert, self.alert_outputs.acknowledged]
+        app[alerts_routes.ACK_LISTENERS] = acknowledged
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, s.api.host, s.api.port, reuse_address=True, reuse_port=self.reuse_port or None)
+        await site.start()
+        self.ports["api"] = int(self.runner.addresses[0][1])
+        if self.worker == 0:
+            self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
+            self._tasks.append(asyncio.create_task(self._expire_messages(), name="message-expiry"))
+
+    async def _start_alert_outputs(self) -> None:
+        """MQTT and webhook outputs of what this process's engine raises and its API acknowledges."""
+        s = self.settings
+        assert self.alerts is not None
         a = s.alerts
         self.alert_outputs = AlertOutputs(
             self.counters.inc,
@@ -302,16 +484,6 @@ class Server:
         )
         await self.alert_outputs.start()
         self.alerts.listeners.append(self.alert_outputs.changed)
-        acknowledged: list[Listener] = [self.hub.alert, self.alert_outputs.acknowledged]
-        app[alerts_routes.ACK_LISTENERS] = acknowledged
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, s.api.host, s.api.port, reuse_address=True, reuse_port=self.reuse_port or None)
-        await site.start()
-        self.ports["api"] = int(self.runner.addresses[0][1])
-        if self.worker == 0:
-            self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
-            self._tasks.append(asyncio.create_task(self._expire_messages(), name="message-expiry"))
 
     async def _start_mqtt(self, ingest: MqttIngest) -> None:
         """Start the embedded broker if it is ours, then subscribe; a broker that is away at start
@@ -367,6 +539,8 @@ class Server:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.processor is not None:
+            await self.processor.close()  # its partitions drained (committed and acked) and let go
         if self.downlink is not None:
             await self.downlink.close()
         if self.hub is not None:
@@ -383,11 +557,17 @@ class Server:
             await self.runner.cleanup()
         if self.batcher is not None:
             await self.batcher.close()
+        if self.seen_publisher is not None:
+            await self.seen_publisher.close()
         if self.live is not None:
             await self.live.close()
         if self.geofence is not None:
             await self.geofence.close()
         if self.alerts is not None:
             await self.alerts.close()
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self.nc is not None:
+            await self.nc.drain()
         if self.pool is not None:
             await self.pool.close()

@@ -85,9 +85,13 @@ class ServerProcess:
     `start` may be called again after `kill`: the same ports, the same database, a new process.
     """
 
-    def __init__(self, dsn: str, token: str, *, ingest: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, dsn: str, token: str, *, ingest: dict[str, int] | None = None, role: str = "all", extra: str = ""
+    ) -> None:
+        """`role`: `serve --role` (a part of the distributed mode); `extra`: more TOML, e.g. a [cluster] table."""
         self.dsn = dsn
         self.token = token
+        self.role = role
         (ROOT / "var" / "tmp").mkdir(parents=True, exist_ok=True)
         self.state_dir = Path(tempfile.mkdtemp(prefix="durability-", dir=ROOT / "var" / "tmp"))
         self.ports = {name: free_port() for name in listening_sections()}
@@ -103,6 +107,7 @@ class ServerProcess:
             *(f"{k} = {v}" for k, v in ingest_settings.items()),
             "[mqtt]",
             "enabled = false",
+            extra,
         ]
         self.config.write_text("\n".join(lines) + "\n")
 
@@ -124,7 +129,7 @@ class ServerProcess:
     def _spawn(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:  # appended: the log of a killed process stays readable
             return subprocess.Popen(
-                [str(TELEMATICS), "--config", str(self.config), "serve"],
+                [str(TELEMATICS), "--config", str(self.config), "serve", "--role", self.role],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -144,7 +149,8 @@ class ServerProcess:
         while True:
             with self.log_path.open("rb") as f:
                 f.seek(already)
-                if b"Terminals:" in f.read():  # printed after every listener and the API are up
+                # Printed after every listener and the API are up (a part without terminals: its role).
+                if (b"Terminals:" if self.role == "all" else b"Role:") in f.read():
                     return
             if not self.alive():
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")

@@ -51,9 +51,10 @@ class LoadTerminal:
     remembers which fixes were acknowledged. When its connection breaks it reconnects, authenticates
     and sends again whatever was not acknowledged, as terminals in the field do."""
 
-    def __init__(self, uid: str, port: int, base: datetime, *, window: int = 8) -> None:
+    def __init__(self, uid: str, port: int, base: datetime, *, window: int = 8, alternates: Sequence[int] = ()) -> None:
         self.terminal = Terminal(uid)
         self.port = port
+        self.ports = [port, *alternates]  # a connection refused: the next one (another gateway behind a balancer)
         self.base = base
         self.window = window
         self.code = ""
@@ -112,6 +113,7 @@ class LoadTerminal:
                 # Refused while the server is down, or cut off during the handshake: try again.
                 with contextlib.suppress(Exception):
                     await self.terminal.close()
+                self.port = self.ports[(self.ports.index(self.port) + 1) % len(self.ports)]
                 if loop.time() > deadline:
                     raise AssertionError(f"{self.uid}: could not connect before the deadline") from None
                 await asyncio.sleep(0.05)

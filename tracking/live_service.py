@@ -51,6 +51,8 @@ class LiveService:
         self._saved_version = 0
         self._catalog_at: datetime | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._unknown: list[PositionBatch] = []  # fixes of devices not in the catalog yet, to take again
+        self._learning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         async with self.pool.connection() as conn:
@@ -72,6 +74,8 @@ class LiveService:
         ]
 
     async def close(self) -> None:
+        if self._learning is not None:
+            self._tasks.append(self._learning)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -83,9 +87,31 @@ class LiveService:
     # --- fed by ingest -------------------------------------------------------------------------
 
     def committed(self, batch: PositionBatch) -> None:
-        """A batch is in the database (the batcher's on_commit)."""
+        """A batch is in the database (the batcher's on_commit, or a processor's commit heard over NATS)."""
+        unknown = self.state.unknown_fixes
         if self.state.apply_batch(batch):
             self._changed()
+        if self.state.unknown_fixes > unknown:
+            self._learn(batch)
+
+    def _learn(self, batch: PositionBatch) -> None:
+        """Fixes of devices added since the catalog was read (a single node learns of them from the terminal's
+        connection; a processor or an API process only from their fixes): read the catalog now, not at the
+        next refresh, and take the fixes again then."""
+        if len(self._unknown) < 100:  # more waiting: they are all in the database, and the refresh reads them
+            self._unknown.append(batch)
+        if self._learning is None or self._learning.done():
+            self._learning = asyncio.create_task(self._learn_now(), name="live-learn")
+
+    async def _learn_now(self) -> None:
+        try:
+            await self._read_catalog()
+        except Exception:
+            log.exception("live state: reading new devices failed; the next refresh reads them")
+        batches, self._unknown = self._unknown, []
+        for batch in batches:
+            if self.state.apply_batch(batch):
+                self._changed()
 
     def know(self, device: Device) -> None:
         """A device read from the database (a terminal connecting): on the map from its first report."""
@@ -126,18 +152,24 @@ class LiveService:
             await live_state.save_latest(conn, **{name: col[keep] for name, col in snapshot.items()})
         self._saved_version = version
 
-    async def _refresh(self) -> None:
-        """Devices added or changed since the last look; with several workers, what the others saved."""
+    async def _read_catalog(self) -> bool:
+        """Devices added or changed since the last look; whether there were any."""
         started = datetime.now(UTC)
         assert self._catalog_at is not None
         async with self.pool.connection() as conn:
             changed = await live_state.device_catalog(conn, self._catalog_at - timedelta(seconds=5))
-            saved = await live_state.load_latest(conn) if self.shared else None
         self._catalog_at = started
         for d in changed:
             self.state.set_device(d.id, d.uid, d.kind, d.org_unit_id, d.name, d.plate, d.enabled)
+        return bool(changed)
+
+    async def _refresh(self) -> None:
+        """Devices added or changed since the last look; with several workers, what the others saved."""
+        changed = await self._read_catalog()
         moved = 0
-        if saved is not None:
+        if self.shared:
+            async with self.pool.connection() as conn:
+                saved = await live_state.load_latest(conn)
             seen = saved.pop("last_seen_us")
             moved = self.state.apply(**saved, receive_time_us=seen)
         if changed or moved:
