@@ -96,6 +96,12 @@ class PartitionConsumer:
         sub = await self.js.pull_subscribe(wire.subject(self.partition), durable=self.durable, stream=wire.STREAM,
                                            config=config)  # fmt: skip
         self._task = asyncio.create_task(self._run(sub), name=f"partition-{self.partition}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.counters.inc("distributed.consumer_failures")
+            log.error("partition %d: consuming stopped", self.partition, exc_info=task.exception())
 
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
         try:
@@ -106,10 +112,10 @@ class PartitionConsumer:
                     await self._settled.wait()
                 try:
                     msgs = await sub.fetch(self.fetch, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):  # nothing came (the client raises either)
                     continue
-                except nats.errors.Error as e:
-                    log.warning("partition %d: fetch failed (%s); again shortly", self.partition, e)
+                except Exception as e:  # NATS away or refusing: the loop must go on, not die
+                    log.warning("partition %d: fetch failed (%r); again shortly", self.partition, e)
                     await asyncio.sleep(0.5)
                     continue
                 for msg in msgs:

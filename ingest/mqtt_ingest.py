@@ -157,8 +157,8 @@ class MqttIngest:
 
     def __init__(
         self,
-        reports: ReportSink,
-        registry: Registry,
+        reports: ReportSink | None,  # None, with no subscriptions: a publisher only
+        registry: Registry | None,
         counters: Counters,
         *,
         host: str,
@@ -221,7 +221,8 @@ class MqttIngest:
         """Connect and subscribe; returns once subscribed. The first connection's failure is raised
         (a wrong host or refused credentials should stop the start); later outages are retried."""
         self._accepting = True
-        self.reports.batcher.register(self._flow)
+        if self.reports is not None:
+            self.reports.batcher.register(self._flow)
         self._workers = [asyncio.create_task(self._work(), name=f"mqtt-worker-{i}") for i in range(self.n_workers)]
         subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(subscribed), name="mqtt-ingest")
@@ -268,7 +269,8 @@ class MqttIngest:
             self._conn.alive = False
             self._conn = None
         self._inbox.clear()
-        self.reports.batcher.unregister(self._flow)
+        if self.reports is not None:
+            self.reports.batcher.unregister(self._flow)
 
     # --- the connection -------------------------------------------------------------------
 
@@ -365,6 +367,8 @@ class MqttIngest:
         await client.publish(topic, payload, qos=qos)
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
+        if not self.subscriptions:  # a publisher only (the distributed mode's API process)
+            return
         # Retained messages only for a subscription the resumed session does not hold already.
         options = SubscribeOptions(qos=self.qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         granted: Sequence[int | ReasonCode] = await client.subscribe([(topic, options) for topic in self.subscriptions])
@@ -457,12 +461,14 @@ class MqttIngest:
                     positions = [p for p in positions if await self.attendance(device, p)]
                     if not positions:
                         counters.inc("mqtt.fake_checkins")
+                assert self.reports is not None  # a publisher subscribes to nothing, so receives nothing
                 if positions and self.reports.submit(device, positions, received, peer=peer):
                     return  # acked by ReportSink's callback after the commit
         received.settle()
 
     async def _lookup(self, uid: str, peer: str) -> Device | None:
         delay = 0.1
+        assert self.registry is not None
         while True:
             try:
                 device = await self.registry.lookup(uid, phone_mqtt.PROTOCOL)

@@ -195,16 +195,17 @@ class Server:
         if role != "gateway":
             self.live = LiveService(self.pool, state, save_s=s.live.save_s, shared=s.workers > 1 or role != "all")
             await self.live.start()
-            await self._start_rules(state, judge_fixes=role != "api", jobs=role == "api" or self.worker == 0)
+            jobs = role == "api" or (role == "all" and self.worker == 0)
+            await self._start_rules(state, judge_fixes=role != "api", jobs=jobs)
         if role == "processor":
             await self._start_processor()
         if role in ("all", "gateway"):
             await self._start_terminals(dsn)
+        if role == "api":
+            await self._start_publisher(dsn)
         if role in ("all", "api"):
             await self._start_api(dsn)
-        elif role == "processor":
-            await self._start_alert_outputs()
-        if role == "api" and self.nc is not None:  # the processors' live traffic, into this process's map
+        if role == "api":  # the processors' live traffic, into this process's map, alert panel and outputs
             await self._follow_processors()
 
     async def _connect_nats(self) -> None:
@@ -336,11 +337,39 @@ class Server:
                 self.counters.inc("distributed.bad_messages")
                 log.error("an alert change refused: %s", e)
                 return
-            tell([self.hub.alert] if self.hub is not None else [], [changed])
+            assert self.hub is not None and self.alert_outputs is not None
+            tell([self.hub.alert, self.alert_outputs.changed], [changed])
 
         await self.nc.subscribe(wire.LIVE_SUBJECT, cb=committed)
         await self.nc.subscribe(wire.SEEN_SUBJECT, cb=self._heard(live))
         await self.nc.subscribe(wire.ALERTS_SUBJECT, cb=alert)
+
+    async def _start_publisher(self, dsn: str) -> None:
+        """The API process of the distributed mode sends what goes out once: messages to phones and alert
+        changes over MQTT (a connection that subscribes to nothing; the gateways take the phones' reports)."""
+        s = self.settings
+        assert self.pool is not None
+        self.downlink = Downlink(self.pool)
+        if s.mqtt.enabled:
+            self.mqtt = MqttIngest(
+                None,  # a publisher: receives nothing
+                None,
+                self.counters,
+                host=s.mqtt.host,
+                port=s.mqtt.port,
+                client_id=f"{s.mqtt.client_id}-api-{self.node}",
+                subscriptions=(),
+                qos=s.mqtt.qos,
+                username=s.mqtt.username or None,
+                password=s.mqtt.password or None,
+                keepalive_s=s.mqtt.keepalive_s,
+                session_expiry_s=s.mqtt.session_expiry_s,
+                receive_maximum=s.mqtt.receive_maximum,
+                reconnect_max_s=float(s.mqtt.reconnect_max_s),
+            )
+            self.downlink.publish_phone = self.mqtt.publish_message
+            self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
+        await self.downlink.start(dsn)
 
     def _spawn(self, call: Awaitable[None]) -> None:
         task = asyncio.ensure_future(call)
@@ -418,7 +447,7 @@ class Server:
             )
             self.mqtt.downlink = self.downlink
             self.mqtt.attendance = CheckinDesk(self.pool, s.attendance.zone(), self.mqtt.publish)
-            if self.worker == 0:  # messages to phones go out once
+            if self.worker == 0 and self.role == "all":  # messages to phones go out once (distributed: the API)
                 self.downlink.publish_phone = self.mqtt.publish_message
             self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
 
