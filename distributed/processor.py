@@ -156,7 +156,8 @@ class PartitionConsumer:
     async def drain(self) -> None:
         """Stop fetching and wait until every message taken is committed and acked (giving it back)."""
         self._stopping = True
-        if self._task is not None:
+        if self._task is not None:  # a fetch waiting is cut short: what it would bring goes to the next owner
+            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         while self._in_flight:
             self._settled.clear()
@@ -239,8 +240,7 @@ class Processor:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for partition in list(self.consumers):
-            await self._give_back(partition)
+        await asyncio.gather(*(self._give_back(p) for p in list(self.consumers)))
         try:
             await self.leases.release_all()
         except nats.errors.Error as e:

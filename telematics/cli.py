@@ -262,9 +262,11 @@ async def _user_db(settings: config.Settings, args: argparse.Namespace, password
 # --- demo -------------------------------------------------------------------------------------
 
 
-async def _demo(settings: config.Settings) -> int:
-    from telematics.demo import run_demo
+async def _demo(settings: config.Settings, config_path: str | None) -> int:
+    from telematics.demo import run_demo, run_distributed_demo
 
+    if settings.cluster.demo:
+        return await run_distributed_demo(settings, config_path)
     return await run_demo(settings, broker_for(settings))
 
 
@@ -363,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 return run_workers(settings)
             return _run(_serve(settings))
         if args.command == "demo":
-            return _run(_demo(settings))
+            return _run(_demo(settings, args.config))
         if args.command == "config":
             print(json.dumps(settings.as_dict(), indent=2))
             return 0

@@ -164,6 +164,10 @@ class ClusterSettings:
     """The distributed mode (`serve --role gateway|processor|api`): NATS JetStream between the roles
     (see README, "Scale-out"). Unused by `--role all`, the single-node default."""
 
+    demo: bool = (
+        False  # `telematics demo` (`make run`) runs the distributed mode: nats-server and the roles as processes
+    )
+    demo_processors: int = 2
     nats_url: str = "nats://127.0.0.1:54222"
     embedded: bool = True  # start a private nats-server with JetStream under <state_dir>/nats
     partitions: int = 16  # device id modulo this: the unit of ownership among processors; fixed for a stream
@@ -302,6 +306,8 @@ def _validate(s: Settings) -> None:
     c = s.cluster
     if not c.nats_url.startswith(("nats://", "tls://")):
         raise ConfigError("cluster.nats_url must be a nats:// or tls:// URL")
+    if not 1 <= c.demo_processors <= 16:
+        raise ConfigError("cluster.demo_processors must be 1..16")
     if not 1 <= c.partitions <= 1024:
         raise ConfigError("cluster.partitions must be 1..1024")
     if min(c.lease_s, c.publish_timeout_s, c.stream_max_age_h) <= 0 or c.warmup_s < 0:

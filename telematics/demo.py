@@ -1,5 +1,7 @@
 """`telematics demo` (what `make run` starts): the embedded database and broker, the server, and a
-simulated city fleet reporting to it, until Ctrl-C."""
+simulated city fleet reporting to it, until Ctrl-C. With `cluster.demo = true` the server is the
+distributed mode's parts instead: an embedded nats-server, one gateway, `cluster.demo_processors`
+processors and an API, each its own process (`telematics serve --role ...`)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from store import devices, users
 from store.devices import DeviceRecord, OrgUnitRecord
 from telematics.broker import Broker
 from telematics.config import Settings
-from telematics.server import Server
+from telematics.nats_server import NatsServer
+from telematics.server import Server, dsn_for, prepare_database
 
 FLEET_SIZE = 60
 DISPATCHER = "dispatcher"
@@ -73,6 +76,20 @@ def _write(path: Path, secret: str) -> None:
     path.write_text(secret + "\n")
 
 
+async def _populate(conn: psycopg.AsyncConnection, settings: Settings) -> str:
+    """The demo's units, vehicles and dispatcher; the dispatcher's password."""
+    await devices.upsert_units(conn, UNITS)
+    await devices.upsert_devices(conn, demo_devices())
+    return await demo_dispatcher(conn, settings.state_path / "demo-password")
+
+
+async def _wait(until: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, until.set)
+    await until.wait()
+
+
 async def run_demo(settings: Settings, broker: Broker) -> int:
     if not settings.web.boundaries:
         settings.web.boundaries = "深圳市"  # the simulated fleet drives around Futian
@@ -80,9 +97,7 @@ async def run_demo(settings: Settings, broker: Broker) -> int:
     await server.start()
     assert server.pool is not None
     async with server.pool.connection() as conn:
-        await devices.upsert_units(conn, UNITS)
-        await devices.upsert_devices(conn, demo_devices())
-        password = await demo_dispatcher(conn, settings.state_path / "demo-password")
+        password = await _populate(conn, settings)
     fleet = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "bench.fleet", "--port", str(server.ports["jt808"])),
@@ -102,14 +117,68 @@ async def run_demo(settings: Settings, broker: Broker) -> int:
         "(`telematics db stop`, `telematics broker stop`).\n",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await _wait(asyncio.Event())
     finally:
         fleet.terminate()
         await fleet.wait()
         await server.close()
     return 0
+
+
+async def run_distributed_demo(settings: Settings, config_path: str | None) -> int:
+    c = settings.cluster
+    if c.embedded:
+        await asyncio.to_thread(NatsServer.for_url(settings.state_path / "nats", c.nats_url).start)
+    await prepare_database(settings)
+    async with await psycopg.AsyncConnection.connect(dsn_for(settings), autocommit=True) as conn:
+        password = await _populate(conn, settings)
+    logs = settings.state_path / "demo-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    roles = ["api", *["processor"] * c.demo_processors, "gateway"]
+    parts: list[asyncio.subprocess.Process] = []
+    try:
+        for i, role in enumerate(roles):
+            parts.append(await _start_part(role, config_path, logs / f"{i}-{role}.log"))
+        fleet = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "bench.fleet", "--port", str(settings.jt808.port)),
+            *("--count", str(FLEET_SIZE), "--interval", "5"),
+        )
+        api = f"http://127.0.0.1:{settings.api.port}"
+        print(
+            f"\nThe distributed mode is running: nats-server on {c.nats_url}, 1 gateway (JT/T 808 port"
+            f" {settings.jt808.port}), {c.demo_processors} processors and an API, with a simulated fleet of"
+            f" {FLEET_SIZE} terminals.\n"
+            f"  Live map:  {api}/   (user {DISPATCHER}, password {password})\n"
+            f"  Logs:      {logs}/\n"
+            "Ctrl-C stops them all; the database and nats-server keep running (`telematics nats stop`).\n",
+            flush=True,
+        )
+        try:
+            await _wait(asyncio.Event())
+        finally:
+            fleet.terminate()
+            await fleet.wait()
+    finally:
+        for part in reversed(parts):  # the gateway first: nothing new comes in while the others drain
+            if part.returncode is None:
+                part.terminate()
+            await part.wait()
+    return 0
+
+
+async def _start_part(
+    role: str, config_path: str | None, log: Path, within: float = 60.0
+) -> asyncio.subprocess.Process:
+    """`telematics serve --role ROLE` with this demo's settings; returns once it printed its banner."""
+    argv = [sys.executable, "-m", "telematics.cli", *(["--config", config_path] if config_path else []), "serve"]
+    with log.open("wb") as out:
+        part = await asyncio.create_subprocess_exec(*argv, "--role", role, stdout=out, stderr=asyncio.subprocess.STDOUT)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while b"Role:" not in await asyncio.to_thread(log.read_bytes):
+        if part.returncode is not None or loop.time() > deadline:
+            raise RuntimeError(f"the {role} did not start; see {log}")
+        await asyncio.sleep(0.1)
+    return part

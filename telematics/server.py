@@ -597,6 +597,10 @@ class Server:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         if self.nc is not None:
-            await self.nc.drain()
+            try:
+                await self.nc.drain()
+            except Exception as e:  # NATS away: nothing of ours is left to flush (acks wait for nobody)
+                log.warning("NATS connection not drained (%r); closing it", e)
+                await self.nc.close()
         if self.pool is not None:
             await self.pool.close()
