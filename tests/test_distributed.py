@@ -13,6 +13,7 @@ import itertools
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -303,3 +304,80 @@ async def test_gateway_killed_its_terminals_reconnect_to_the_other_nothing_acked
             for task in tasks:
                 task.cancel()
             await db.close()
+
+
+async def test_demo_in_the_distributed_mode_runs_every_part_and_stops_them(database: str) -> None:
+    """`make run` with `cluster.demo = true`: nats-server, a gateway, two processors and an API as processes,
+    the demo fleet online on the API's map; Ctrl-C (SIGTERM) stops every part."""
+    state = Path(tempfile.mkdtemp(prefix="demo-", dir=ROOT / "var" / "tmp"))
+    nats_port, api_port, jt808_port = free_port(), free_port(), free_port()
+    config = state / "telematics.toml"
+    disabled = "".join(f"[{name}]\nenabled = false\n" for name in ("gt06", "h02", "nmea", "osmand", "mqtt"))
+    config.write_text(
+        f'state_dir = "{state}"\n[api]\nport = {api_port}\n[jt808]\nport = {jt808_port}\n{disabled}'
+        f'[cluster]\ndemo = true\nnats_url = "nats://127.0.0.1:{nats_port}"\nlease_s = 3.0\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TELEMATICS_CONFIG"}
+    env.update(TELEMATICS_DSN=database, TELEMATICS_API_TOKEN=TOKEN)
+    out = state / "demo.out"
+    with out.open("wb") as f:
+        demo = await asyncio.create_subprocess_exec(
+            str(ROOT / ".venv" / "bin" / "telematics"), "--config", str(config), "demo",
+            stdout=f, stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+    try:
+        async with asyncio.timeout(150):
+            while b"The distributed mode is running" not in out.read_bytes():
+                assert demo.returncode is None, out.read_text(errors="replace")[-3000:]
+                await asyncio.sleep(0.2)
+            parts = [p for p in _processes_of(config) if p != demo.pid]
+            assert len(parts) == 4  # an API, two processors, a gateway (the fleet is not `serve`)
+            counts: dict[str, int] = {}
+            deadline = asyncio.get_running_loop().time() + 40
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+                while counts.get("online") != 60:
+                    if asyncio.get_running_loop().time() > deadline:
+                        logs = {p.name: p.read_text(errors="replace")[-1500:] for p in (state / "demo-logs").iterdir()}
+                        raise AssertionError(f"not all online in 40 s: {counts}\n{logs}")
+                    await asyncio.sleep(0.5)
+                    async with http.get(f"http://127.0.0.1:{api_port}/api/live/counts") as r:
+                        counts = (await r.json())["total"]
+            demo.send_signal(signal.SIGTERM)
+            try:
+                code = await asyncio.wait_for(demo.wait(), 30)
+            except TimeoutError:
+                logs = {p.name: p.read_text(errors="replace")[-1500:] for p in (state / "demo-logs").iterdir()}
+                raise AssertionError(f"the demo did not stop in 30 s: {logs}") from None
+            assert code == 0, out.read_text(errors="replace")[-3000:]
+            assert not [p for p in parts if _alive(p)]  # the demo waits for each part to end
+            for log in (state / "demo-logs").iterdir():
+                assert "Traceback" not in log.read_text(errors="replace"), log.name
+    finally:
+        if demo.returncode is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+        for pid in _processes_of(config):
+            os.kill(pid, signal.SIGKILL)
+        NatsServer(state / "nats", port=nats_port).stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _processes_of(config: Path) -> list[int]:
+    """The processes started with this config file (`telematics --config <it> ...`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if str(config).encode() in argv and b"serve" in argv:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
