@@ -101,6 +101,13 @@ class Leases:
             log.info("partition %d: taken", p)
             await take(p)
 
+    async def let_go(self, partition: int) -> None:
+        """Give up a partition taken (its takeover failed): free for the next round to take again."""
+        revision = self.held.pop(partition, None)
+        if revision is not None:
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await self.leases.delete(_key(partition), last=revision)
+
     async def release_all(self) -> None:
         """On a clean stop: leave, so the others need not wait for the leases to lapse."""
         for p, revision in list(self.held.items()):

@@ -195,6 +195,7 @@ class Processor:
         self.warm = warm
         self.lease_s = lease_s
         self.consumers: dict[int, PartitionConsumer] = {}
+        self._opening: dict[int, asyncio.Task[None]] = {}  # taken, replaying before consuming
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -217,19 +218,38 @@ class Processor:
         await self.leases.tick(self._take, self._give_back, self._lost)
 
     async def _take(self, partition: int) -> None:
-        await self.warm(partition)
-        consumer = PartitionConsumer(self.js, partition, self.submit, self.gate, self.counters)
-        await consumer.start()
+        # In a task of its own: a long replay must not hold up the renewal of the leases already held.
+        self._opening[partition] = asyncio.create_task(self._open(partition), name=f"take-{partition}")
+
+    async def _open(self, partition: int) -> None:
+        try:
+            await self.warm(partition)
+            consumer = PartitionConsumer(self.js, partition, self.submit, self.gate, self.counters)
+            await consumer.start()
+        except Exception:
+            log.exception("partition %d: taking it over failed; letting it go to try again", partition)
+            await self.leases.let_go(partition)
+            return
+        finally:
+            self._opening.pop(partition, None)
         self.consumers[partition] = consumer
         self.counters.inc("distributed.partitions_taken")
 
+    async def _stop_opening(self, partition: int) -> None:
+        opening = self._opening.pop(partition, None)
+        if opening is not None:
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
+
     async def _give_back(self, partition: int) -> None:
+        await self._stop_opening(partition)
         consumer = self.consumers.pop(partition, None)
         if consumer is not None:
             await consumer.drain()
         self.counters.inc("distributed.partitions_given_back")
 
     async def _lost(self, partition: int) -> None:
+        await self._stop_opening(partition)
         consumer = self.consumers.pop(partition, None)
         if consumer is not None:
             await consumer.abort()
@@ -240,7 +260,7 @@ class Processor:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await asyncio.gather(*(self._give_back(p) for p in list(self.consumers)))
+        await asyncio.gather(*(self._give_back(p) for p in {*self.consumers, *self._opening}))
         try:
             await self.leases.release_all()
         except nats.errors.Error as e:
