@@ -283,8 +283,11 @@ async def measure_ceiling(dsn: str, device_ids: list[int], n: int, batch_rows: i
 # --- the server ----------------------------------------------------------------------------------
 
 
-def write_config(path: Path, state: Path, args: argparse.Namespace) -> None:
-    """Every listener on 127.0.0.1 and a free port; those the fleet does not use are off."""
+def write_config(
+    path: Path, state: Path, args: argparse.Namespace, listeners: Sequence[str] = USED_LISTENERS, extra: str = ""
+) -> None:
+    """Every listener on 127.0.0.1 and a free port; those the fleet does not use (not in `listeners`) are off.
+    `extra`: more TOML tables (bench/distributed.py's [cluster])."""
     defaults = Settings()
     lines = [f'state_dir = "{state}"', f'log_level = "{args.server_log_level}"']
     if hasattr(defaults, "workers"):
@@ -294,7 +297,7 @@ def write_config(path: Path, state: Path, args: argparse.Namespace) -> None:
         if not (hasattr(section, "port") and hasattr(section, "host")) or f.name == "mqtt":
             continue
         lines.append(f"[{f.name}]")
-        if f.name not in ("api", *USED_LISTENERS) and hasattr(section, "enabled"):
+        if f.name not in ("api", *listeners) and hasattr(section, "enabled"):
             lines.append("enabled = false")
         else:
             lines += ['host = "127.0.0.1"', "port = 0"]
@@ -311,6 +314,8 @@ def write_config(path: Path, state: Path, args: argparse.Namespace) -> None:
     if hasattr(defaults.ingest, "connects_per_ip_per_s") and args.connects_per_ip:
         # The whole fleet connects from one address here; real terminals come from thousands.
         lines += [f"connects_per_ip_per_s = {float(args.connects_per_ip)}", f"connects_burst = {args.connects_per_ip}"]
+    if extra:
+        lines.append(extra)
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -318,18 +323,33 @@ async def start_server(
     config: Path, dsn: str, stderr_path: Path, profile: Path | None, token: str = ""
 ) -> tuple[Any, dict[str, int]]:
     """The server as a subprocess; its ports by name (the API's as "api")."""
+    proc = await spawn_server(config, dsn, stderr_path, profile, token)
+    return proc, await read_banner(proc, stderr_path)
+
+
+async def spawn_server(
+    config: Path, dsn: str, stderr_path: Path, profile: Path | None = None, token: str = "", role: str = "all"
+) -> Any:
+    """`telematics serve` (`--role role` unless "all") as a subprocess, its banner still to read."""
     env = dict(os.environ, TELEMATICS_DSN=dsn, TELEMATICS_API_TOKEN=token or "bench-" + secrets.token_hex(8))
     if profile is None:
         argv = [str(BIN / "telematics"), "--config", str(config), "serve"]
     else:
         argv = [sys.executable, "-m", "bench.profile_server", str(profile), "--config", str(config), "serve"]
-    proc = await asyncio.create_subprocess_exec(
+    if role != "all":
+        argv += ["--role", role]
+    return await asyncio.create_subprocess_exec(
         *argv,
         env=env,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=stderr_path.open("wb"),
     )
+
+
+async def read_banner(proc: Any, stderr_path: Path, last: str = "Terminals:") -> dict[str, int]:
+    """The server's ports by name from its banner, read up to the line starting with `last` (a role
+    other than all ends its banner with "Role:")."""
     assert proc.stdout is not None
     ports: dict[str, int] = {}
     async with asyncio.timeout(120):
@@ -344,8 +364,9 @@ async def start_server(
                 for part in line.split(":", 1)[1].split(","):
                     name, _, port = part.split()
                     ports[name] = int(port)
+            if line.startswith(last):
                 break
-    return proc, ports
+    return ports
 
 
 async def stop_server(proc: Any) -> None:
@@ -412,7 +433,10 @@ async def idle_phase(pid: int, port: int, count: int) -> dict[str, Any]:
     }
 
 
-async def load_phase(args: argparse.Namespace, ports: dict[str, int], result_path: Path) -> None:
+async def load_phase(
+    args: argparse.Namespace, ports: dict[str, int], result_path: Path, jt808_ports: Sequence[int] = ()
+) -> None:
+    """The fleet, to the end of its drain. `jt808_ports`: its JT/T 808 terminals spread over these in turn."""
     profile = ("-m", "cProfile", "-o", args.profile_fleet) if args.profile_fleet else ()
     argv = [
         sys.executable,
@@ -426,6 +450,8 @@ async def load_phase(args: argparse.Namespace, ports: dict[str, int], result_pat
         *("--backfill-frames", str(args.backfill_frames), "--fix-step", str(args.fix_step)),
     ]
     argv += ["--rate", str(args.rate)] if args.rate else ["--interval", "0"]
+    if jt808_ports:
+        argv += ["--jt808-ports", ",".join(map(str, jt808_ports))]
     proc = await asyncio.create_subprocess_exec(*argv, cwd=ROOT)
     if await proc.wait() != 0:
         raise RuntimeError(f"the fleet failed (exit {proc.returncode})")
@@ -499,7 +525,8 @@ async def run(args: argparse.Namespace, dsn: str, work: Path) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The options (bench/distributed.py runs the single-node comparison with them too)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--terminals", type=int, default=300)
     p.add_argument("--mix", default="jt808=1", help="terminal kinds and weights: jt808, jt808-2019, gt06, h02")
@@ -540,7 +567,11 @@ def main() -> None:
     p.add_argument("--profile", help="run the server under cProfile and write the profile here")
     p.add_argument("--profile-fleet", type=lambda f: str(Path(f).resolve()), help="profile the fleet into this file")
     p.add_argument("--keep", action="store_true", help="keep the database and the work directory")
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.profile:
         args.profile = os.path.abspath(args.profile)  # the server runs in the repository root
     raise_nofile()

@@ -161,6 +161,7 @@ class Terminal:
         self.serial = 0
         self.buf = bytearray()
         self.index = 0  # position in the fleet plan (names the terminal in the acked-fix keys)
+        self.port = 0  # set: this terminal's own port instead of its protocol's (several gateways)
         self.fix_clock = 0  # second of the last live fix
         self.backfill_clock = 0  # second of the last backfilled fix
         self.storm_seen = False  # dropped by the storm, not yet back
@@ -177,7 +178,7 @@ class Terminal:
         return self.serial
 
     async def connect(self, ports: dict[str, int], host: str) -> Conn:
-        return await Conn.open(host, ports[self.protocol])
+        return await Conn.open(host, self.port or ports[self.protocol])
 
     async def handshake(self, stream: Conn) -> None:
         """Identify to the platform; Refused when it will not have us."""
@@ -511,6 +512,7 @@ class Config:
     backfill_frames: int
     backfill_size: int
     fix_step: int = 1  # throughput mode: seconds of driving between a terminal's reports
+    jt808_ports: tuple[int, ...] = ()  # JT/T 808 terminals spread over these in turn (several gateways)
 
 
 _LOST = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError, jt808.ProtocolError)
@@ -603,6 +605,8 @@ class Fleet:
         for i, (kind, uid) in enumerate(plan):
             t = KINDS[kind](uid, Vehicle(uid, random.Random(rng.random())))
             t.index = i
+            if cfg.jt808_ports and t.protocol == "jt808":
+                t.port = cfg.jt808_ports[i % len(cfg.jt808_ports)]
             # Fix clocks: a row per device and second, so each report needs a second of its own.
             t.fix_clock = start if self.paced_demo else start - int(cfg.backdate)
             t.backfill_clock = start - 3 * 86400
@@ -835,6 +839,7 @@ async def main_async(args: argparse.Namespace) -> Fleet:
         backfill_frames=args.backfill_frames,
         backfill_size=args.backfill_size,
         fix_step=args.fix_step,
+        jt808_ports=tuple(int(p) for p in args.jt808_ports.split(",") if p),
     )
     fleet = Fleet(cfg, plan, args.seed)
     stats = fleet.stats
@@ -922,6 +927,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5015, help="the JT/T 808 port")
+    p.add_argument(
+        "--jt808-ports",
+        default="",
+        help="comma-separated JT/T 808 ports, the terminals spread over them in turn (several gateways); "
+        "default: --port alone",
+    )
     p.add_argument("--gt06-port", type=int, default=5023)
     p.add_argument("--h02-port", type=int, default=5013)
     p.add_argument("--count", type=int, default=50)
