@@ -1,8 +1,10 @@
--- A raise is also skipped when the same device, rule, zone and kind already has an alert that started
--- at the same fix time, going on or ended, late or not: it is the same event seen again. In the
+-- A raise is also skipped when the same device, rule, zone and kind already has an alert, going on or
+-- ended, late or not, whose span holds the new start: it is the same event seen again. In the
 -- distributed mode a processor taking a partition over evaluates again the fixes its predecessor had
--- evaluated but not acknowledged (and replays the recent stored ones to rebuild its state); the alerts
--- they raise come out with the same start and are not raised twice.
+-- evaluated but not acknowledged, after replaying the recent stored ones to rebuild its state; what it
+-- raises again starts at the same fix time, or later for a condition that began before the replay
+-- window, inside the alert already raised. Alerts of one rule, device, zone and kind never overlap, so
+-- no new event is lost. The latest alert starting at or before the new start is the one to look at.
 CREATE OR REPLACE FUNCTION apply_alert_changes(changes jsonb) RETURNS SETOF alerts
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -21,10 +23,13 @@ BEGIN
                   AND zone_id IS NOT DISTINCT FROM (c->>'zone_id')::integer AND ended_at IS NULL
                   AND late = (c->>'late')::boolean AND kind = c->>'kind'
                 UNION ALL
-                SELECT 1 FROM alerts
-                WHERE device_id = (c->>'device_id')::integer AND started_at = (c->>'started_at')::timestamptz
-                  AND rule_id = (c->>'rule_id')::integer
-                  AND zone_id IS NOT DISTINCT FROM (c->>'zone_id')::integer AND kind = c->>'kind')
+                SELECT 1 FROM (
+                    SELECT ended_at FROM alerts
+                    WHERE device_id = (c->>'device_id')::integer AND started_at <= (c->>'started_at')::timestamptz
+                      AND rule_id = (c->>'rule_id')::integer
+                      AND zone_id IS NOT DISTINCT FROM (c->>'zone_id')::integer AND kind = c->>'kind'
+                    ORDER BY started_at DESC LIMIT 1) AS latest
+                WHERE latest.ended_at IS NULL OR latest.ended_at >= (c->>'started_at')::timestamptz)
             RETURNING * INTO r;
             IF FOUND THEN
                 RETURN NEXT r;
