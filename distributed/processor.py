@@ -30,7 +30,7 @@ from nats.js.errors import NotFoundError
 
 from distributed import wire
 from distributed.leases import Leases
-from ingest.batcher import Settle
+from ingest.batcher import FlowGate, Settle
 from ingest.counters import Counters
 from store.batch import PositionBatch
 
@@ -39,27 +39,13 @@ log = logging.getLogger("telematics.distributed")
 Submit = Callable[[PositionBatch, Settle], None]
 
 
-class Gate:
-    """The batcher's flow control as seen by the fetch loops (registered like a terminal's transport)."""
-
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-        self.open.set()
-
-    def pause_reading(self) -> None:
-        self.open.clear()
-
-    def resume_reading(self) -> None:
-        self.open.set()
-
-
 class PartitionConsumer:
     def __init__(
         self,
         js: JetStreamContext,
         partition: int,
         submit: Submit,
-        gate: Gate,
+        gate: FlowGate,
         counters: Counters,
         *,
         fetch: int = 64,
@@ -181,7 +167,7 @@ class Processor:
         js: JetStreamContext,
         leases: Leases,
         submit: Submit,
-        gate: Gate,
+        gate: FlowGate,
         counters: Counters,
         warm: Callable[[int], Awaitable[None]],
         *,

@@ -35,6 +35,21 @@ class Flow(Protocol):
     def resume_reading(self) -> None: ...
 
 
+class FlowGate:
+    """The batcher's flow control as an event, for producers that are not transports (an HTTP request, a
+    stream consumer): while it is clear they wait before handing in more rows."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+
+    def pause_reading(self) -> None:
+        self.open.clear()
+
+    def resume_reading(self) -> None:
+        self.open.set()
+
+
 class BatchWriter(Protocol):
     async def write(self, batch: PositionBatch) -> int: ...
     async def close(self) -> None: ...

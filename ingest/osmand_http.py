@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ingest.batcher import FlowGate
 from ingest.counters import Counters
 from ingest.reports import Done, ReportSink
 from protocols import osmand
@@ -48,20 +49,6 @@ class _Answer:
         if self.status == 200:
             return web.Response(status=200, body=b"")
         return web.Response(status=self.status, text=self.text + "\n")
-
-
-class _Flow:
-    """The batcher's backpressure as an event: while it is clear, requests wait before queueing rows."""
-
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-        self.open.set()
-
-    def pause_reading(self) -> None:
-        self.open.clear()
-
-    def resume_reading(self) -> None:
-        self.open.set()
 
 
 class _HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -112,7 +99,7 @@ class OsmAndListener:
         self.max_body = min(max_body, osmand.MAX_BODY)
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
-        self._flow = _Flow()
+        self._flow = FlowGate()
         self._runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:

@@ -11,24 +11,15 @@ from datetime import datetime
 
 import psycopg
 
+from store import tracks
 from store.batch import PositionBatch
 from store.columns import Field, fetch, packed
 
 _FIELDS = [
     Field("device_id", "device_id", "integer"),
-    Field("fix_time", "fix_time", "timestamptz"),
-    Field("receive_time", "receive_time", "timestamptz"),
-    Field("lat", "lat", "double precision"),
-    Field("lon", "lon", "double precision"),
-    Field("speed_kmh", "speed_kmh", "real"),
-    Field("course", "course", "real"),
-    Field("altitude_m", "altitude_m", "real"),
-    Field("accuracy_m", "accuracy_m", "real"),
-    Field("satellites", "coalesce(satellites, -1)", "smallint"),  # -1: not reported
-    Field("valid", "valid", "boolean"),
+    *tracks.FIELDS,
     Field("status", "status", "bigint"),
     Field("alarm", "alarm", "bigint"),
-    Field("mileage_km", "mileage_km", "double precision"),
     Field("h3_cell", "h3_cell", "bigint"),
 ]
 _QUERY = (

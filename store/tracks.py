@@ -17,7 +17,7 @@ import psycopg
 from store.columns import Field, fetch, packed
 
 # The columns of a Track, in its order. NULL floats are NaN, a NULL satellite count -1.
-_FIELDS = (
+FIELDS = (
     Field("fix_time", "fix_time", "timestamptz"),
     Field("receive_time", "receive_time", "timestamptz"),
     Field("lat", "lat", "double precision"),
@@ -30,9 +30,9 @@ _FIELDS = (
     Field("valid", "valid", "boolean"),
     Field("mileage_km", "mileage_km", "double precision"),
 )
-_DTYPES = {f.name: f.dtype for f in _FIELDS}
+_DTYPES = {f.name: f.dtype for f in FIELDS}
 _SELECT = (
-    f"SELECT {packed(_FIELDS)} FROM positions WHERE device_id = %s AND fix_time >= %s AND fix_time < %s"
+    f"SELECT {packed(FIELDS)} FROM positions WHERE device_id = %s AND fix_time >= %s AND fix_time < %s"
     " ORDER BY fix_time"
 )
 
@@ -76,4 +76,4 @@ class Track:
 
 async def read(conn: psycopg.AsyncConnection, device_id: int, start: datetime, end: datetime) -> Track:
     """The device's fixes with `start <= fix_time < end`, oldest first."""
-    return Track(**await fetch(conn, _SELECT, (device_id, start, end), _FIELDS))
+    return Track(**await fetch(conn, _SELECT, (device_id, start, end), FIELDS))

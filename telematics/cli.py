@@ -122,13 +122,7 @@ def nats_for(settings: config.Settings) -> NatsServer:
 
 def _nats(settings: config.Settings, action: str) -> int:
     server = nats_for(settings)
-    if action == "start":
-        print(f"{'started' if server.start() else 'already running'}: {server.url}")
-    elif action == "stop":
-        print("stopped" if server.stop() else "not running")
-    else:
-        print(f"{server.url} {'running' if server.running() else 'stopped'}")
-    return 0
+    return _embedded(server, server.url, action)
 
 
 # --- broker ----------------------------------------------------------------------------------
@@ -140,13 +134,18 @@ def broker_for(settings: config.Settings) -> Broker:
 
 def _broker(settings: config.Settings, action: str) -> int:
     broker = broker_for(settings)
+    return _embedded(broker, f"mqtt://{broker.host}:{broker.port}", action)
+
+
+def _embedded(server: Broker | NatsServer, url: str, action: str) -> int:
+    """start, stop or status of a private server; status exits 1 when it is not running."""
     if action == "start":
-        print(f"{'started' if broker.start() else 'already running'}: mqtt://{broker.host}:{broker.port}")
+        print(f"{'started' if server.start() else 'already running'}: {url}")
     elif action == "stop":
-        print("stopped" if broker.stop() else "not running")
+        print("stopped" if server.stop() else "not running")
     else:
-        running = broker.running()
-        print(f"mqtt://{broker.host}:{broker.port} {'running' if running else 'stopped'}")
+        running = server.running()
+        print(f"{url} {'running' if running else 'stopped'}")
         return 0 if running else 1
     return 0
 

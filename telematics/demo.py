@@ -83,11 +83,24 @@ async def _populate(conn: psycopg.AsyncConnection, settings: Settings) -> str:
     return await demo_dispatcher(conn, settings.state_path / "demo-password")
 
 
-async def _wait(until: asyncio.Event) -> None:
+async def _fleet(port: int) -> asyncio.subprocess.Process:
+    """The simulated fleet (bench/fleet.py, its own process) reporting to a JT/T 808 port."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fleet", "--port", str(port), "--count", str(FLEET_SIZE), "--interval", "5"
+    )
+
+
+async def _until_stopped(fleet: asyncio.subprocess.Process) -> None:
+    """Until Ctrl-C (SIGINT) or SIGTERM; then the fleet stops."""
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, until.set)
-    await until.wait()
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        fleet.terminate()
+        await fleet.wait()
 
 
 async def run_demo(settings: Settings, broker: Broker) -> int:
@@ -98,11 +111,7 @@ async def run_demo(settings: Settings, broker: Broker) -> int:
     assert server.pool is not None
     async with server.pool.connection() as conn:
         password = await _populate(conn, settings)
-    fleet = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "bench.fleet", "--port", str(server.ports["jt808"])),
-        *("--count", str(FLEET_SIZE), "--interval", "5"),
-    )
+    fleet = await _fleet(server.ports["jt808"])
     api = f"http://127.0.0.1:{server.ports['api']}"
     token = settings.api_token()
     print(
@@ -118,10 +127,8 @@ async def run_demo(settings: Settings, broker: Broker) -> int:
         flush=True,
     )
     try:
-        await _wait(asyncio.Event())
+        await _until_stopped(fleet)
     finally:
-        fleet.terminate()
-        await fleet.wait()
         await server.close()
     return 0
 
@@ -140,11 +147,7 @@ async def run_distributed_demo(settings: Settings, config_path: str | None) -> i
     try:
         for i, role in enumerate(roles):
             parts.append(await _start_part(role, config_path, logs / f"{i}-{role}.log"))
-        fleet = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "bench.fleet", "--port", str(settings.jt808.port)),
-            *("--count", str(FLEET_SIZE), "--interval", "5"),
-        )
+        fleet = await _fleet(settings.jt808.port)
         api = f"http://127.0.0.1:{settings.api.port}"
         print(
             f"\nThe distributed mode is running: nats-server on {c.nats_url}, 1 gateway (JT/T 808 port"
@@ -155,11 +158,7 @@ async def run_distributed_demo(settings: Settings, config_path: str | None) -> i
             "Ctrl-C stops them all; the database and nats-server keep running (`telematics nats stop`).\n",
             flush=True,
         )
-        try:
-            await _wait(asyncio.Event())
-        finally:
-            fleet.terminate()
-            await fleet.wait()
+        await _until_stopped(fleet)
     finally:
         for part in reversed(parts):  # the gateway first: nothing new comes in while the others drain
             if part.returncode is None:

@@ -7,15 +7,13 @@ sets `cluster.embedded = false` and `cluster.nats_url`.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from telematics import daemon
 
 
 class NatsServerError(RuntimeError):
@@ -23,13 +21,9 @@ class NatsServerError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class NatsServer:
-    directory: Path
+class NatsServer(daemon.Embedded):
     port: int = 54222
-    host: str = "127.0.0.1"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "directory", self.directory.resolve())
+    name = "nats-server"
 
     @classmethod
     def for_url(cls, directory: Path, url: str) -> NatsServer:
@@ -40,10 +34,6 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
-    @property
-    def pid_file(self) -> Path:
-        return self.directory / "nats-server.pid"
-
     def _write_config(self) -> Path:
         store = self.directory / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
@@ -53,20 +43,8 @@ class NatsServer:
             f'server_name: "telematics-{self.port}"\n'
             f'jetstream {{\n  store_dir: "{store}"\n  max_memory_store: 256MB\n}}\n'
             "max_payload: 8MB\n"
-            f'log_file: "{self.directory / "nats-server.log"}"\n'
         )
         return conf
-
-    def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        return pid
-
-    def running(self) -> bool:
-        return self.pid() is not None and self._accepting()
 
     def _accepting(self) -> bool:
         try:
@@ -83,39 +61,6 @@ class NatsServer:
         if not Path(binary).exists():
             raise NatsServerError("nats-server is not installed: run `make setup`")
         conf = self._write_config()
-        stderr_path = self.directory / "nats-server.stderr"
-        with stderr_path.open("wb") as stderr:
-            proc = subprocess.Popen(
-                [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
-            )
-        self.pid_file.write_text(f"{proc.pid}\n")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                log = self.directory / "nats-server.log"
-                detail = (log.read_text(errors="replace")[-2000:] if log.exists() else "") or stderr_path.read_text()
-                raise NatsServerError(f"nats-server exited at start: {detail.strip()}")
-            if self._accepting():
-                return True
-            time.sleep(0.05)
-        raise NatsServerError(f"nats-server did not accept connections on {self.host}:{self.port} within 15 s")
-
-    def stop(self) -> bool:
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child: reap it
-                    break
-            except ChildProcessError:
-                pass
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.05)
-        self.pid_file.unlink(missing_ok=True)
+        daemon.start([binary, "-c", str(conf)], self.pid_file, self.directory / "nats-server.stderr",
+                     self._accepting, name="nats-server", error=NatsServerError)  # fmt: skip
         return True

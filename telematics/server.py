@@ -7,7 +7,7 @@ import logging
 import os
 import resource
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -35,10 +35,10 @@ from attendance.phone_events import CheckinDesk
 from distributed import link, wire
 from distributed.gateway import JetStreamWriter, SeenPublisher
 from distributed.leases import Leases
-from distributed.processor import Gate, Processor
+from distributed.processor import Processor
 from geofence.service import GeofenceService
 from geofence.transitions import Transition
-from ingest.batcher import Batcher, BatchWriter
+from ingest.batcher import Batcher, BatchWriter, FlowGate
 from ingest.counters import Counters
 from ingest.downlink import Downlink
 from ingest.jt808_lane import Jt808Lane
@@ -279,7 +279,7 @@ class Server:
             lambda alert: self._spawn(nc.publish(wire.ALERTS_SUBJECT, wire.encode_alert(alert)))
         )
         await nc.subscribe(wire.SEEN_SUBJECT, cb=self._heard(live))
-        gate = Gate()
+        gate = FlowGate()
         self.batcher.register(gate)
         leases = await Leases.open(self.js, self.node, c.partitions, c.lease_s)
         batcher = self.batcher
@@ -351,22 +351,7 @@ class Server:
         assert self.pool is not None
         self.downlink = Downlink(self.pool)
         if s.mqtt.enabled:
-            self.mqtt = MqttIngest(
-                None,  # a publisher: receives nothing
-                None,
-                self.counters,
-                host=s.mqtt.host,
-                port=s.mqtt.port,
-                client_id=f"{s.mqtt.client_id}-api-{self.node}",
-                subscriptions=(),
-                qos=s.mqtt.qos,
-                username=s.mqtt.username or None,
-                password=s.mqtt.password or None,
-                keepalive_s=s.mqtt.keepalive_s,
-                session_expiry_s=s.mqtt.session_expiry_s,
-                receive_maximum=s.mqtt.receive_maximum,
-                reconnect_max_s=float(s.mqtt.reconnect_max_s),
-            )
+            self.mqtt = self._mqtt_client(None, None, f"{s.mqtt.client_id}-api-{self.node}", ())  # publishes only
             self.downlink.publish_phone = self.mqtt.publish_message
             self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
         await self.downlink.start(dsn)
@@ -425,25 +410,15 @@ class Server:
             # shared subscriptions, so the broker spreads the phones over them (one core is not enough
             # for MQTT parsing past about 4,000 messages a second).
             shared = s.workers > 1 or self.role == "gateway"
-            self.mqtt = MqttIngest(
+            self.mqtt = self._mqtt_client(
                 reports,
                 registry,
-                self.counters,
-                host=s.mqtt.host,
-                port=s.mqtt.port,
-                client_id=f"{s.mqtt.client_id}-{self.node if self.role == 'gateway' else self.worker}"
+                f"{s.mqtt.client_id}-{self.node if self.role == 'gateway' else self.worker}"
                 if shared
                 else s.mqtt.client_id,
-                subscriptions=[f"$share/{s.mqtt.shared_group}/{t}" for t in phone_mqtt.SUBSCRIPTIONS]
+                [f"$share/{s.mqtt.shared_group}/{t}" for t in phone_mqtt.SUBSCRIPTIONS]
                 if shared
                 else phone_mqtt.SUBSCRIPTIONS,
-                qos=s.mqtt.qos,
-                username=s.mqtt.username or None,
-                password=s.mqtt.password or None,
-                keepalive_s=s.mqtt.keepalive_s,
-                session_expiry_s=s.mqtt.session_expiry_s,
-                receive_maximum=s.mqtt.receive_maximum,
-                reconnect_max_s=float(s.mqtt.reconnect_max_s),
             )
             self.mqtt.downlink = self.downlink
             self.mqtt.attendance = CheckinDesk(self.pool, s.attendance.zone(), self.mqtt.publish)
@@ -513,6 +488,27 @@ class Server:
         )
         await self.alert_outputs.start()
         self.alerts.listeners.append(self.alert_outputs.changed)
+
+    def _mqtt_client(
+        self, reports: ReportSink | None, registry: Registry | None, client_id: str, subscriptions: Sequence[str]
+    ) -> MqttIngest:
+        m = self.settings.mqtt
+        return MqttIngest(
+            reports,
+            registry,
+            self.counters,
+            host=m.host,
+            port=m.port,
+            client_id=client_id,
+            subscriptions=subscriptions,
+            qos=m.qos,
+            username=m.username or None,
+            password=m.password or None,
+            keepalive_s=m.keepalive_s,
+            session_expiry_s=m.session_expiry_s,
+            receive_maximum=m.receive_maximum,
+            reconnect_max_s=float(m.reconnect_max_s),
+        )
 
     async def _start_mqtt(self, ingest: MqttIngest) -> None:
         """Start the embedded broker if it is ours, then subscribe; a broker that is away at start

@@ -29,7 +29,7 @@ from distributed.leases import LEASES
 from store import devices
 from store.devices import DeviceRecord
 from telematics.nats_server import NatsServer
-from tests.server_process import ROOT, ServerProcess, free_port, with_dbname
+from tests.server_process import ROOT, ServerProcess, free_port, scratch_database
 from tests.test_durability import LoadTerminal, _assert_all_acked_and_stored, _finish, _now, _stored, _uid, _until
 
 TOKEN = "distributed-" + secrets.token_hex(6)
@@ -49,12 +49,9 @@ def nats_url() -> Iterator[str]:
 
 @pytest.fixture
 def database(admin_dsn: str) -> Iterator[str]:
-    name = f"telematics_distributed_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    yield with_dbname(admin_dsn, name)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+    """A database of its own for the server processes of one test."""
+    with scratch_database(admin_dsn, "telematics_distributed") as dsn:
+        yield dsn
 
 
 class Cluster:

@@ -25,7 +25,7 @@ from protocols import jt808
 from store import devices
 from store.cluster import Cluster
 from store.devices import DeviceRecord
-from tests.server_process import ROOT, ServerProcess, children, free_port, process_state, rss_kb, with_dbname
+from tests.server_process import ROOT, ServerProcess, children, free_port, process_state, rss_kb, scratch_database
 from tests.terminal import Terminal
 
 # Opens a connection to look at what the server stored (closed after the test).
@@ -162,13 +162,9 @@ class LoadTerminal:
 
 @pytest.fixture
 def database(admin_dsn: str) -> Iterator[str]:
-    """A database of its own in the shared embedded cluster, for one server process; dropped after."""
-    name = f"telematics_durability_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    yield with_dbname(admin_dsn, name)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+    """A database of its own for the server processes of one test."""
+    with scratch_database(admin_dsn, "telematics_durability") as dsn:
+        yield dsn
 
 
 @pytest.fixture
