@@ -141,7 +141,9 @@ async def start_roles(
             config, work / f"state-{name}", load, listeners, cluster_table(nats_url, args.partitions, name)
         )
         stderr = work / f"{name}.log"
-        roles.append(Role(kind, name, await e2e.spawn_server(config, dsn, stderr, token=token, role=kind), stderr))
+        profile = args.profile.get(name)
+        proc = await e2e.spawn_server(config, dsn, stderr, profile, token=token, role=kind)
+        roles.append(Role(kind, name, proc, stderr))
     banners = await asyncio.gather(*(e2e.read_banner(r.proc, r.log, last="Role:") for r in roles))
     for role, ports in zip(roles, banners, strict=True):
         role.ports = ports
@@ -377,7 +379,16 @@ def main() -> None:
     p.add_argument("--progress", type=float, default=10)
     p.add_argument("--server-log-level", default="WARNING")
     p.add_argument("--keep", action="store_true", help="keep the databases and the work directories")
+    p.add_argument(
+        "--profile",
+        action="append",
+        type=lambda v: tuple(v.split("=", 1)),
+        default=[],
+        metavar="PART=FILE",
+        help="run a part under cProfile, e.g. gateway1=gw.prof or processor1=p.prof (repeatable)",
+    )
     args = p.parse_args()
+    args.profile = {name: Path(file).resolve() for name, file in args.profile}
     if min(args.gateways, args.processors) < 1:
         p.error("--gateways and --processors must be at least 1")
     # The load, and everything else as the end-to-end benchmark has it (batches, writers, the fleet's ramp).

@@ -58,19 +58,21 @@ def split(batch: PositionBatch, count: int) -> list[tuple[int, PositionBatch]]:
         return [(int(part[0]), batch)]
     order = np.argsort(part, kind="stable")
     cuts = np.flatnonzero(np.diff(part[order])) + 1
+    # The list columns as object arrays once, so each part takes its rows by fancy indexing, not row by row.
+    lists = {name: _objects(getattr(batch, name)) for name in _LISTS}
     out = []
     for rows in np.split(order, cuts):
         if len(rows):
-            out.append((int(part[rows[0]]), _take(batch, rows)))
+            fields = {name: lists[name][rows].tolist() if name in _LISTS else getattr(batch, name)[rows]
+                      for name in COLUMNS}  # fmt: skip
+            out.append((int(part[rows[0]]), PositionBatch(**fields)))
     return out
 
 
-def _take(batch: PositionBatch, rows: npt.NDArray[np.intp]) -> PositionBatch:
-    fields: dict[str, Any] = {}
-    for name in COLUMNS:
-        column = getattr(batch, name)
-        fields[name] = [column[i] for i in rows.tolist()] if name in _LISTS else column[rows]
-    return PositionBatch(**fields)
+def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
+    out = np.empty(len(values), dtype=object)  # filled, not np.array(values): dicts and strings stay as they are
+    out[:] = values
+    return out
 
 
 def encode_batch(batch: PositionBatch) -> bytes:
@@ -79,9 +81,9 @@ def encode_batch(batch: PositionBatch) -> bytes:
         column = getattr(batch, name)
         if name in _LISTS:
             columns[name] = list(column)
-        else:
+        else:  # the raw bytes with their dtype string, which says the byte order
             array = np.ascontiguousarray(column)
-            columns[name] = (array.dtype.newbyteorder("<").str, array.astype(array.dtype.newbyteorder("<")).tobytes())
+            columns[name] = (array.dtype.str, array.tobytes())
     out: bytes = msgpack.packb({"v": VERSION, "n": len(batch), "c": columns}, use_bin_type=True)
     return out
 
@@ -99,7 +101,8 @@ def decode_batch(data: bytes) -> PositionBatch:
                 fields[name] = list(value)
             else:
                 dtype, raw = value
-                fields[name] = np.frombuffer(raw, dtype=np.dtype(dtype)).astype(np.dtype(dtype).newbyteorder("="))
+                sent = np.dtype(dtype)  # a copy in this machine's byte order (frombuffer's view is read-only)
+                fields[name] = np.frombuffer(raw, dtype=sent).astype(sent.newbyteorder("="))
             if len(fields[name]) != n:
                 raise WireError(f"column {name}: {len(fields[name])} values for {n} rows")
     except WireError:
