@@ -65,6 +65,8 @@ def _print_banner(settings: config.Settings, server: Server) -> None:
         print(f"API:        http://{host}:{server.ports['api']}/api/  (bearer token from {token_src})", flush=True)
     if server.terminal_ports():
         print(f"Terminals:  {server.terminal_ports()}", flush=True)
+    if "metrics" in server.ports:
+        print(f"Metrics:    http://{host}:{server.ports['metrics']}/metrics", flush=True)
     if server.role != "all":
         print(f"Role:       {server.role} ({server.node}) on {settings.cluster.nats_url}", flush=True)
     print(f"Database:   {db.redact(dsn_for(settings))}", flush=True)

@@ -176,6 +176,7 @@ class ClusterSettings:
     warmup_s: float = 900.0  # a processor taking partitions over replays this much of their stored fixes
     publish_timeout_s: float = 5.0  # a gateway's wait for JetStream's acknowledgement
     stream_max_age_h: float = 24.0  # how long the stream keeps reports (the processors ack them in seconds)
+    metrics_port: int = 0  # a gateway or processor serves GET /metrics (API token) on this port; 0: not at all
 
 
 @dataclass(slots=True)
@@ -308,6 +309,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("cluster.nats_url must be a nats:// or tls:// URL")
     if not 1 <= c.demo_processors <= 16:
         raise ConfigError("cluster.demo_processors must be 1..16")
+    if not 0 <= c.metrics_port <= 65535:
+        raise ConfigError("cluster.metrics_port must be 0..65535")
     if not 1 <= c.partitions <= 1024:
         raise ConfigError("cluster.partitions must be 1..1024")
     if min(c.lease_s, c.publish_timeout_s, c.stream_max_age_h) <= 0 or c.warmup_s < 0:

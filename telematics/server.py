@@ -207,6 +207,8 @@ class Server:
             await self._start_api(dsn)
         if role == "api":  # the processors' live traffic, into this process's map, alert panel and outputs
             await self._follow_processors()
+        elif role != "all" and s.cluster.metrics_port:
+            await self._serve_metrics(s.cluster.metrics_port)
 
     async def _connect_nats(self) -> None:
         c = self.settings.cluster
@@ -470,6 +472,14 @@ class Server:
             self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
             self._tasks.append(asyncio.create_task(self._expire_messages(), name="message-expiry"))
 
+    async def _serve_metrics(self, port: int) -> None:
+        """A gateway's or processor's own counters (reports in, messages, partitions taken and lost...)."""
+        assert self.pool is not None
+        self.runner = web.AppRunner(make_app(self.settings.api_token(), self.pool, self.metrics.routes()))
+        await self.runner.setup()
+        await web.TCPSite(self.runner, self.settings.api.host, port, reuse_address=True).start()
+        self.ports["metrics"] = port
+
     async def _start_alert_outputs(self) -> None:
         """MQTT and webhook outputs of what this process's engine raises and its API acknowledges."""
         s = self.settings
@@ -529,7 +539,9 @@ class Server:
     def terminal_ports(self) -> str:
         transport = {"osmand": "http"}
         return ", ".join(
-            f"{name} {transport.get(name, 'tcp')} {port}" for name, port in self.ports.items() if name != "api"
+            f"{name} {transport.get(name, 'tcp')} {port}"
+            for name, port in self.ports.items()
+            if name not in ("api", "metrics")
         )
 
     async def _retention(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -62,10 +63,10 @@ class Cluster:
         self.nats_url = nats_url
         self.parts: list[ServerProcess] = []
 
-    def part(self, role: str, node: str) -> ServerProcess:
+    def part(self, role: str, node: str, metrics_port: int = 0) -> ServerProcess:
         extra = (
             f'[cluster]\nnats_url = "{self.nats_url}"\nembedded = false\npartitions = {PARTITIONS}\n'
-            f'node = "{node}"\nlease_s = 3.0\nwarmup_s = 3600.0'
+            f'node = "{node}"\nlease_s = 3.0\nwarmup_s = 3600.0\nmetrics_port = {metrics_port}'
         )
         process = ServerProcess(self.dsn, TOKEN, role=role, extra=extra)
         self.parts.append(process)
@@ -160,7 +161,8 @@ async def test_processor_killed_mid_load_its_partitions_move_nothing_lost_no_ale
     cluster: Cluster, nats_url: str
 ) -> None:
     async with asyncio.timeout(150):
-        processors = [cluster.part("processor", "p1"), cluster.part("processor", "p2")]
+        metrics_port = free_port()
+        processors = [cluster.part("processor", "p1"), cluster.part("processor", "p2", metrics_port)]
         for p in processors:
             await p.start()
         api = cluster.part("api", "api")
@@ -238,6 +240,16 @@ async def test_processor_killed_mid_load_its_partitions_move_nothing_lost_no_ale
                     break
                 await asyncio.sleep(0.1)
             assert all(_same_time(shown.get(u), t) for u, t in newest.items()), (shown, newest)
+            # The survivor's own counters: it took every partition (its share, then the dead one's).
+            async with (
+                aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+                http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r,
+            ):
+                assert r.status == 200
+                text = await r.text()
+            taken = re.search(r'telematics_events_total\{area="distributed",event="partitions_taken"\} (\S+)', text)
+            assert taken is not None and float(taken.group(1)) >= PARTITIONS, text[-2000:]
+            assert 'event="messages"' in text
             for p in [processors[1], api, *gateways]:
                 assert "Traceback" not in p.log(), p.log_tail()
         finally:
