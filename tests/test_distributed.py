@@ -40,6 +40,7 @@ OVER_FROM, CYCLE = 61, 90  # LoadTerminal's speed is i % 90 km/h at fix i: over 
 
 @pytest.fixture
 def nats_url() -> Iterator[str]:
+    (ROOT / "var" / "tmp").mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="nats-", dir=ROOT / "var" / "tmp"))
     server = NatsServer(directory, port=free_port())
     server.start()
@@ -318,6 +319,7 @@ async def test_gateway_killed_its_terminals_reconnect_to_the_other_nothing_acked
 async def test_demo_in_the_distributed_mode_runs_every_part_and_stops_them(database: str) -> None:
     """`make run` with `cluster.demo = true`: nats-server, a gateway, two processors and an API as processes,
     the demo fleet online on the API's map; Ctrl-C (SIGTERM) stops every part."""
+    (ROOT / "var" / "tmp").mkdir(parents=True, exist_ok=True)
     state = Path(tempfile.mkdtemp(prefix="demo-", dir=ROOT / "var" / "tmp"))
     nats_port, api_port, jt808_port = free_port(), free_port(), free_port()
     config = state / "telematics.toml"

@@ -79,7 +79,8 @@ class Watch:
 
     def check(self) -> None:
         assert self.outside == [], f"requests to other hosts: {self.outside}"
-        assert self.errors == [], "\n".join(self.errors)
+        failed = [f"{status} {path}" for path, status, _ in self.responses if status >= 400]
+        assert self.errors == [], "\n".join([*self.errors, "responses:", *failed])
 
 
 @asynccontextmanager
