@@ -4,15 +4,25 @@ kind (going on or ended) is the same event seen again (a processor replaying a p
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 
 from store import alerts, devices
 from store.alerts import EndAlert, NewAlert
 from store.devices import DeviceRecord
 
 T0 = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def scratch(db: psycopg.AsyncConnection) -> AsyncIterator[psycopg.AsyncConnection]:
+    """The session database, with everything a test writes rolled back: its open alerts of devices without
+    positions would show on other tests' live maps."""
+    async with db.transaction(force_rollback=True):
+        yield db
 
 
 async def _device(db: psycopg.AsyncConnection) -> int:
@@ -27,7 +37,8 @@ def _raise(device_id: int, rule_id: int, start_s: int, *, late: bool = False) ->
     return NewAlert(T0 + timedelta(seconds=start_s), device_id, rule_id, None, "overspeed", 2, late, {})
 
 
-async def test_a_raise_inside_an_alert_of_the_same_event_is_skipped(db: psycopg.AsyncConnection) -> None:
+async def test_a_raise_inside_an_alert_of_the_same_event_is_skipped(scratch: psycopg.AsyncConnection) -> None:
+    db = scratch
     rule = next(r for r in await alerts.rules(db) if r.kind == "overspeed")
     device_id = await _device(db)
     first = await alerts.apply(
@@ -48,7 +59,8 @@ async def test_a_raise_inside_an_alert_of_the_same_event_is_skipped(db: psycopg.
     assert await cur.fetchone() == (3,)
 
 
-async def test_another_rule_or_kind_is_another_event(db: psycopg.AsyncConnection) -> None:
+async def test_another_rule_or_kind_is_another_event(scratch: psycopg.AsyncConnection) -> None:
+    db = scratch
     rules = [r for r in await alerts.rules(db) if r.kind in ("overspeed", "stopped")]
     device_id = await _device(db)
     raised = await alerts.apply(db, [_raise(device_id, r.id, 0) for r in rules])
