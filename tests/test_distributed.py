@@ -27,11 +27,17 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 
 from distributed import link
 from distributed.leases import LEASES
-from store import devices
-from store.devices import DeviceRecord
 from telematics.nats_server import NatsServer
 from tests.server_process import ROOT, ServerProcess, free_port, scratch_database
-from tests.test_durability import LoadTerminal, _assert_all_acked_and_stored, _finish, _now, _stored, _uid, _until
+from tests.test_durability import (
+    LoadTerminal,
+    _assert_all_acked_and_stored,
+    _finish,
+    _make_devices,
+    _now,
+    _stored,
+    _until,
+)
 
 TOKEN = "distributed-" + secrets.token_hex(6)
 PARTITIONS = 8
@@ -116,19 +122,6 @@ async def _until_owned(nats_url: str, nodes: set[str], within: float) -> dict[in
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"partitions not owned by {nodes} within {within} s: {owners}")
         await asyncio.sleep(0.2)
-
-
-async def _make_devices(conn: psycopg.AsyncConnection, n: int, kind: str) -> dict[str, int]:
-    uids: set[str] = set()
-    while len(uids) < n:
-        uids.add(_uid())
-    await devices.upsert_devices(conn, [DeviceRecord(uid=u, kind=kind, protocol="jt808") for u in uids])
-    ids = {}
-    for u in uids:
-        device = await devices.by_uid(conn, u)
-        assert device is not None
-        ids[u] = device.id
-    return ids
 
 
 def _same_time(shown: str | None, expected: str) -> bool:

@@ -182,12 +182,12 @@ async def looker() -> AsyncIterator[Looker]:
         await conn.close()
 
 
-async def _make_devices(conn: psycopg.AsyncConnection, n: int) -> dict[str, int]:
-    """n new JT/T 808 devices: uid -> device id."""
+async def _make_devices(conn: psycopg.AsyncConnection, n: int, kind: str = "sanitation") -> dict[str, int]:
+    """n new JT/T 808 devices of a kind: uid -> device id."""
     uids: set[str] = set()
     while len(uids) < n:
         uids.add(_uid())
-    await devices.upsert_devices(conn, [DeviceRecord(uid=u, kind="sanitation", protocol="jt808") for u in uids])
+    await devices.upsert_devices(conn, [DeviceRecord(uid=u, kind=kind, protocol="jt808") for u in uids])
     ids = {}
     for u in uids:
         device = await devices.by_uid(conn, u)
