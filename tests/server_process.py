@@ -101,9 +101,17 @@ class ServerProcess:
     """
 
     def __init__(
-        self, dsn: str, token: str, *, ingest: dict[str, int] | None = None, role: str = "all", extra: str = ""
+        self,
+        dsn: str,
+        token: str,
+        *,
+        ingest: dict[str, int] | None = None,
+        role: str = "all",
+        extra: str = "",
+        mqtt_port: int | None = None,
     ) -> None:
-        """`role`: `serve --role` (a part of the distributed mode); `extra`: more TOML, e.g. a [cluster] table."""
+        """`role`: `serve --role` (a part of the distributed mode); `extra`: more TOML, e.g. a [cluster] table;
+        `mqtt_port`: phones over MQTT from a broker already running there (else no MQTT)."""
         self.dsn = dsn
         self.token = token
         self.role = role
@@ -121,7 +129,7 @@ class ServerProcess:
             "[ingest]",
             *(f"{k} = {v}" for k, v in ingest_settings.items()),
             "[mqtt]",
-            "enabled = false",
+            *(["enabled = false"] if mqtt_port is None else ["embedded = false", f"port = {mqtt_port}"]),
             extra,
         ]
         self.config.write_text("\n".join(lines) + "\n")

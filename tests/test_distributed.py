@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import re
 import secrets
@@ -21,12 +22,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import aiomqtt
 import psycopg
 import pytest
 from nats.js.errors import KeyNotFoundError, NoKeysError
 
 from distributed import link
 from distributed.leases import LEASES
+from store import devices
+from store.devices import DeviceRecord
 from telematics.nats_server import NatsServer
 from tests.server_process import ROOT, ServerProcess, free_port, scratch_database
 from tests.test_durability import (
@@ -38,6 +42,7 @@ from tests.test_durability import (
     _stored,
     _until,
 )
+from tests.test_mqtt_ingest import _new_broker, _remove_broker
 
 TOKEN = "distributed-" + secrets.token_hex(6)
 PARTITIONS = 8
@@ -70,12 +75,12 @@ class Cluster:
         self.nats_url = nats_url
         self.parts: list[ServerProcess] = []
 
-    def part(self, role: str, node: str, metrics_port: int = 0) -> ServerProcess:
+    def part(self, role: str, node: str, metrics_port: int = 0, mqtt_port: int | None = None) -> ServerProcess:
         extra = (
             f'[cluster]\nnats_url = "{self.nats_url}"\nembedded = false\npartitions = {PARTITIONS}\n'
             f'node = "{node}"\nlease_s = 3.0\nwarmup_s = 3600.0\nmetrics_port = {metrics_port}'
         )
-        process = ServerProcess(self.dsn, TOKEN, role=role, extra=extra)
+        process = ServerProcess(self.dsn, TOKEN, role=role, extra=extra, mqtt_port=mqtt_port)
         self.parts.append(process)
         return process
 
@@ -385,3 +390,65 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_phones_over_mqtt_through_two_gateways_are_stored_once(cluster: Cluster, nats_url: str) -> None:
+    """Phones publish to the broker; the gateways share the subscription (each message to one of them)."""
+    broker = _new_broker()
+    try:
+        async with asyncio.timeout(90):
+            processor = cluster.part("processor", "p1")
+            await processor.start()
+            metrics = [free_port(), free_port()]
+            gateways = []
+            for i, port in enumerate(metrics):
+                gateway = cluster.part("gateway", f"g{i + 1}", port, mqtt_port=broker.port)
+                await gateway.start()
+                gateways.append(gateway)
+            await _until_owned(nats_url, {"p1"}, 20)
+            db = await psycopg.AsyncConnection.connect(cluster.dsn, autocommit=True)
+            try:
+                uids = [f"insp-{secrets.token_hex(4)}" for _ in range(12)]
+                await devices.upsert_devices(db, [DeviceRecord(uid=u, kind="inspector", protocol="mqtt") for u in uids])
+                base = _now() - timedelta(minutes=10)
+                sent = {u: [base + timedelta(seconds=k) for k in range(25)] for u in uids}
+                # A gateway subscribes in the background after its banner: publish once both have.
+                await _until(lambda: all("MQTT subscribed" in g.log() for g in gateways), 20, "both subscribed")
+                async with aiomqtt.Client(broker.host, broker.port) as client:
+                    for k in range(25):
+                        for u in uids:
+                            body = {
+                                "_type": "location",
+                                "lat": 22.5 + k / 1e4,
+                                "lon": 114.0,
+                                "tst": int(sent[u][k].timestamp()),
+                            }
+                            await client.publish(f"owntracks/inspector/{u}", json.dumps(body).encode(), qos=1)
+                ids = {u: (await devices.by_uid(db, u)).id for u in uids}  # type: ignore[union-attr]
+                deadline = asyncio.get_running_loop().time() + 30
+                while True:
+                    stored = await _stored(db, ids)
+                    if all(set(stored[u]) == set(sent[u]) for u in uids):
+                        break
+                    if asyncio.get_running_loop().time() > deadline:
+                        logs = "\n".join(p.log_tail(2000) for p in cluster.parts)
+                        raise AssertionError(f"phones' fixes not all stored in 30 s:\n{logs}")
+                    await asyncio.sleep(0.2)
+                assert all(n == 1 for u in uids for n in stored[u].values())
+                # Each gateway took some of them (a shared subscription, not two copies).
+                took = [await _counter(port, "mqtt", "messages") for port in metrics]
+                assert all(n > 0 for n in took) and sum(took) == 12 * 25, took
+            finally:
+                await db.close()
+    finally:
+        _remove_broker(broker)
+
+
+async def _counter(port: int, area: str, event: str) -> float:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+        http.get(f"http://127.0.0.1:{port}/metrics") as r,
+    ):
+        text = await r.text()
+    found = re.search(rf'telematics_events_total\{{area="{area}",event="{event}"\}} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
