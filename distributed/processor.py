@@ -30,6 +30,7 @@ from nats.js.errors import NotFoundError
 
 from distributed import wire
 from distributed.leases import Leases
+from ingest.background import Background
 from ingest.batcher import FlowGate, Settle
 from ingest.counters import Counters
 from store.batch import PositionBatch
@@ -63,7 +64,7 @@ class PartitionConsumer:
         self.durable = f"p{partition}"
         self._in_flight = 0
         self._settled = asyncio.Event()
-        self._acks: set[asyncio.Task[None]] = set()
+        self._acks = Background(f"an ack of partition {partition}", lambda _: counters.inc("distributed.ack_failures"))
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -116,7 +117,7 @@ class PartitionConsumer:
         except wire.WireError as e:
             self.counters.inc("distributed.bad_messages")
             log.error("partition %d: message refused (%s); terminated", self.partition, e)
-            self._ack(msg.term())
+            self._acks.spawn(msg.term())
             return
         self._in_flight += 1
         self.counters.inc("distributed.messages")
@@ -126,18 +127,7 @@ class PartitionConsumer:
         # Refused rows were refused for good (a check the database makes): acked too, never redelivered.
         self._in_flight -= 1
         self._settled.set()
-        self._ack(msg.ack())
-
-    def _ack(self, call: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(call)
-        self._acks.add(task)
-        task.add_done_callback(self._acked)
-
-    def _acked(self, task: asyncio.Task[None]) -> None:
-        self._acks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.counters.inc("distributed.ack_failures")
-            log.warning("partition %d: an ack failed: %r", self.partition, task.exception())
+        self._acks.spawn(msg.ack())
 
     async def drain(self) -> None:
         """Stop fetching and wait until every message taken is committed and acked (giving it back)."""
@@ -148,8 +138,7 @@ class PartitionConsumer:
         while self._in_flight:
             self._settled.clear()
             await self._settled.wait()
-        if self._acks:
-            await asyncio.gather(*self._acks, return_exceptions=True)
+        await self._acks.wait()
 
     async def abort(self) -> None:
         """Stop fetching now (the lease is lost: the new owner gets what was not acked)."""
@@ -183,10 +172,6 @@ class Processor:
         self.consumers: dict[int, PartitionConsumer] = {}
         self._opening: dict[int, asyncio.Task[None]] = {}  # taken, replaying before consuming
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def owned(self) -> list[int]:
-        return sorted(self.consumers)
 
     async def start(self) -> None:
         await self._tick()

@@ -40,20 +40,9 @@ def subject(partition: int) -> str:
     return f"{SUBJECT_PREFIX}.{partition}"
 
 
-def partition_of(subject_: str) -> int:
-    try:
-        return int(subject_.rsplit(".", 1)[1])
-    except (IndexError, ValueError):
-        raise WireError(f"not a partition subject: {subject_!r}") from None
-
-
-def partitions(device_id: npt.NDArray[np.integer], count: int) -> npt.NDArray[np.int64]:
-    return np.asarray(device_id, dtype=np.int64) % count
-
-
 def split(batch: PositionBatch, count: int) -> list[tuple[int, PositionBatch]]:
     """The batch's rows by partition, in their order within each: (partition, rows)."""
-    part = partitions(batch.device_id, count)
+    part = np.asarray(batch.device_id, dtype=np.int64) % count
     if len(part) and (part == part[0]).all():
         return [(int(part[0]), batch)]
     order = np.argsort(part, kind="stable")

@@ -20,6 +20,7 @@ from typing import Protocol
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from ingest.background import Background
 from store import db, messages
 
 log = logging.getLogger("telematics.downlink")
@@ -48,7 +49,7 @@ class Downlink:
         self._uids: dict[int, str] = {}
         self._waiting: dict[tuple[int, int], int] = {}  # (device id, answer key) -> message id
         self._busy: set[tuple[int, int]] = set()  # (message id, device id) being sent now
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._steps = Background("downlink step")
         self._listener: asyncio.Task[None] | None = None
 
     # --- connections ------------------------------------------------------------------------
@@ -57,7 +58,7 @@ class Downlink:
         """A terminal is connected here: send what is open for it."""
         self._held[device_id] = sender
         self._uids[device_id] = uid
-        self._spawn(self._send_open([device_id], None))
+        self._steps.spawn(self._send_open([device_id], None))
 
     def detach(self, device_id: int, sender: Sender) -> None:
         if self._held.get(device_id) is sender:
@@ -68,11 +69,11 @@ class Downlink:
         """A terminal's answer quoting `key`: its delivery is acknowledged (or failed)."""
         message_id = self._waiting.pop((device_id, key), None)
         if message_id is not None:
-            self._spawn(self._set(message_id, device_id, "acknowledged" if ok else "failed", detail))
+            self._steps.spawn(self._set(message_id, device_id, "acknowledged" if ok else "failed", detail))
 
     def seen(self, device_id: int, message_id: int) -> None:
         """A phone says it has shown message `message_id` (phones quote the message itself)."""
-        self._spawn(self._set(message_id, device_id, "acknowledged", None))
+        self._steps.spawn(self._set(message_id, device_id, "acknowledged", None))
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -82,10 +83,10 @@ class Downlink:
         await ready
 
     async def close(self) -> None:
-        for task in [self._listener, *self._tasks]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*[t for t in [self._listener, *self._tasks] if t is not None], return_exceptions=True)
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        await self._steps.cancel()
 
     async def _listen(self, dsn: str, ready: asyncio.Future[None]) -> None:
         delay = 0.5
@@ -97,10 +98,10 @@ class Downlink:
                     if not ready.done():
                         ready.set_result(None)
                     # Whatever was announced while not listening (a restart, a lost connection):
-                    self._spawn(self._send_open(list(self._held), None))
+                    self._steps.spawn(self._send_open(list(self._held), None))
                     delay = 0.5
                     async for note in conn.notifies():
-                        self._spawn(self._new_message(int(note.payload)))
+                        self._steps.spawn(self._new_message(int(note.payload)))
                 finally:
                     await conn.close()
             except (psycopg.OperationalError, OSError) as e:
@@ -155,13 +156,3 @@ class Downlink:
     async def _set(self, message_id: int, device_id: int, state: str, detail: str | None) -> None:
         async with self._pool.connection() as conn:
             await messages.set_state(conn, message_id, device_id, state, detail)
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("downlink step failed: %r", task.exception())

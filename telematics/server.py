@@ -38,6 +38,7 @@ from distributed.leases import Leases
 from distributed.processor import Processor
 from geofence.service import GeofenceService
 from geofence.transitions import Transition
+from ingest.background import Background
 from ingest.batcher import Batcher, BatchWriter, FlowGate
 from ingest.counters import Counters
 from ingest.downlink import Downlink
@@ -156,7 +157,7 @@ class Server:
         self.js: JetStreamContext | None = None
         self.processor: Processor | None = None
         self.seen_publisher: SeenPublisher | None = None
-        self._pending: set[asyncio.Future[None]] = set()
+        self._publishes = Background("a publish to NATS", lambda _: self.counters.inc("distributed.publish_failures"))
         self.counters = Counters()
         self.metrics = IngestMetrics(self.counters)
         self.pool: AsyncConnectionPool | None = None
@@ -274,19 +275,18 @@ class Server:
         assert self.js is not None and self.nc is not None and self.batcher is not None and self.live is not None
         nc, live = self.nc, self.live
         self.batcher.on_commit.append(
-            lambda batch: self._spawn(nc.publish(wire.LIVE_SUBJECT, wire.encode_batch(batch)))
+            lambda batch: self._publishes.spawn(nc.publish(wire.LIVE_SUBJECT, wire.encode_batch(batch)))
         )
         assert self.alerts is not None
         self.alerts.listeners.append(
-            lambda alert: self._spawn(nc.publish(wire.ALERTS_SUBJECT, wire.encode_alert(alert)))
+            lambda alert: self._publishes.spawn(nc.publish(wire.ALERTS_SUBJECT, wire.encode_alert(alert)))
         )
         await nc.subscribe(wire.SEEN_SUBJECT, cb=self._heard(live))
         gate = FlowGate()
         self.batcher.register(gate)
         leases = await Leases.open(self.js, self.node, c.partitions, c.lease_s)
-        batcher = self.batcher
         self.processor = Processor(
-            self.js, leases, batcher.submit_batch, gate, self.counters, self._warm, lease_s=c.lease_s
+            self.js, leases, self.batcher.submit_batch, gate, self.counters, self._warm, lease_s=c.lease_s
         )
         await self.processor.start()
 
@@ -357,11 +357,6 @@ class Server:
             self.downlink.publish_phone = self.mqtt.publish_message
             self._tasks.append(asyncio.create_task(self._start_mqtt(self.mqtt), name="mqtt-start"))
         await self.downlink.start(dsn)
-
-    def _spawn(self, call: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(call)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
     async def _start_terminals(self, dsn: str) -> None:
         """The listeners: TCP protocols, OsmAnd over HTTP, phones over MQTT."""
@@ -602,8 +597,7 @@ class Server:
             await self.geofence.close()
         if self.alerts is not None:
             await self.alerts.close()
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._publishes.wait()
         if self.nc is not None:
             try:
                 await self.nc.drain()

@@ -94,6 +94,3 @@ def test_an_alert_change_comes_back_whole() -> None:
 
 def test_partition_subjects() -> None:
     assert wire.subject(5) == "telematics.pos.5"
-    assert wire.partition_of(wire.subject(11)) == 11
-    with pytest.raises(wire.WireError):
-        wire.partition_of("telematics.pos.x")
